@@ -1,0 +1,33 @@
+# Recipes for llmproxy. `just` itself: `pip install rust-just`.
+
+# Everything CI runs: fmt check, clippy (host and Wasm), all tests.
+ci:
+    bash .ci/run
+
+# Build the release binary (bundled translators included).
+build:
+    cargo build --release -p llmproxy
+
+# Run against an OpenResponses server, e.g. `just run http://127.0.0.1:11434/v1`.
+run base_url:
+    cargo run --release -p llmproxy -- --backend openresponses --base-url {{base_url}}
+
+test:
+    cargo test --workspace --features llmproxy/internals
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets --features llmproxy/internals -- -D warnings
+
+# Benchmarks that print tables: startup vs the process floor, and the
+# per-request translator cost in the sandbox vs the same code natively.
+bench:
+    cargo bench -p llmproxy --features internals --bench startup --bench translator
+
+container-build tag="llmproxy:dev":
+    podman build --isolation chroot -f Containerfile -t {{tag}} .
+
+container-run tag="llmproxy:dev" *args="":
+    podman run --rm -p 8080:8080 {{tag}} {{args}}

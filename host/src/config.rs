@@ -1,0 +1,451 @@
+//! Configuration: the TOML file, and the single-backend mode built from flags.
+//!
+//! Everything is checked when it loads - unknown keys, bad globs, unknown
+//! kinds, missing credentials - with a message that names the key and the fix.
+//! Translator-specific `settings` are checked by the translator itself when
+//! the proxy starts (see [`crate::Proxy::new`]).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, with a message that says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub(crate) String);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+/// The whole configuration (`llmproxy.toml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Sandbox limits for translators.
+    #[serde(default)]
+    pub translators: TranslatorLimits,
+    /// Backends, in routing order: the first whose `models` match wins.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `0.0.0.0:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in MiB (413 above). Default 32.
+    #[serde(default = "default_max_body_mib")]
+    pub max_body_mib: u32,
+    /// The key clients must send as `Authorization: Bearer <key>`. Not read
+    /// from the file: the binary takes it from `LLMPROXY_API_KEY`.
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+fn default_max_body_mib() -> u32 {
+    32
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_mib: default_max_body_mib(),
+            api_key: None,
+        }
+    }
+}
+
+/// `[translators]`: sandbox limits applied to every translator instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslatorLimits {
+    /// Linear memory cap per instance, in MiB. Default 64.
+    #[serde(default = "default_memory_mib")]
+    pub memory_limit_mib: u32,
+    /// Wall-clock budget of one call into a translator, in milliseconds.
+    /// Default 1000.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Most translator instances alive at once (each in-flight request or
+    /// stream holds one); requests beyond it get 503. Default 1000.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+fn default_memory_mib() -> u32 {
+    64
+}
+fn default_call_timeout_ms() -> u64 {
+    1000
+}
+fn default_max_instances() -> u32 {
+    1000
+}
+
+impl Default for TranslatorLimits {
+    fn default() -> Self {
+        TranslatorLimits {
+            memory_limit_mib: default_memory_mib(),
+            call_timeout_ms: default_call_timeout_ms(),
+            max_instances: default_max_instances(),
+        }
+    }
+}
+
+/// `[[backends]]`: one upstream and the translator that speaks to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Unique name, used in logs and errors.
+    pub name: String,
+    /// Translator kind, e.g. `openresponses`.
+    pub kind: String,
+    /// Model-name globs this backend serves (`*`, `?`, `[a-z]`, `{a,b}`).
+    pub models: Vec<String>,
+    /// Base URL the translator's paths are joined to.
+    pub base_url: Option<String>,
+    /// Upstream credentials: `"none"`, `{ bearer_env = "VAR" }`,
+    /// `{ bearer_file = "path" }`, `{ header = "x-api-key", env = "VAR" }` or
+    /// `{ header = "x-api-key", file = "path" }`.
+    pub auth: Option<toml::Value>,
+    /// Extra static headers sent upstream (not secrets: use `auth`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Client model name -> upstream model name. Unlisted names pass as-is.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
+    /// Free-form settings handed to the translator as JSON.
+    #[serde(default)]
+    pub settings: toml::Table,
+    /// Seconds to establish the TCP/TLS connection. Default 10.
+    pub connect_timeout_secs: Option<f64>,
+    /// Seconds until the upstream's response headers arrive. Default 600.
+    pub first_byte_timeout_secs: Option<f64>,
+    /// Seconds of silence allowed between two pieces of a streamed body.
+    /// Default 300.
+    pub idle_timeout_secs: Option<f64>,
+    /// Seconds for the whole exchange. Default 3600.
+    pub total_timeout_secs: Option<f64>,
+}
+
+/// A secret string (API key, token). Its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How the host authenticates to a backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Auth {
+    None,
+    /// A header carrying a secret, e.g. `authorization: Bearer <key>`.
+    Header {
+        name: http::HeaderName,
+        value: Secret,
+    },
+}
+
+/// Per-backend timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Config {
+    /// Reads and checks a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        Config::from_toml(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and checks a TOML config.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what can be checked without loading translators.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.backends.is_empty() {
+            return Err(ConfigError::new(
+                "no backends configured: add a [[backends]] table (see llmproxy.example.toml) \
+                 or run with --backend KIND",
+            ));
+        }
+        let limits = &self.translators;
+        if limits.memory_limit_mib == 0 || limits.memory_limit_mib > 4096 {
+            return Err(ConfigError::new(
+                "translators.memory_limit_mib must be between 1 and 4096",
+            ));
+        }
+        if limits.call_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "translators.call_timeout_ms must be at least 1",
+            ));
+        }
+        if limits.max_instances == 0 {
+            return Err(ConfigError::new(
+                "translators.max_instances must be at least 1",
+            ));
+        }
+        if self.server.max_body_mib == 0 {
+            return Err(ConfigError::new("server.max_body_mib must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, backend) in self.backends.iter().enumerate() {
+            let at = format!("backends[{i}] (name {:?})", backend.name);
+            if backend.name.trim().is_empty() {
+                return Err(ConfigError::new(format!(
+                    "backends[{i}].name is empty: give every backend a name"
+                )));
+            }
+            if !names.insert(backend.name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{at}: another backend already uses this name; names must be unique"
+                )));
+            }
+            if backend.models.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{at}: `models` is empty; list the model globs it serves, e.g. models = [\"*\"]"
+                )));
+            }
+            for (j, glob) in backend.models.iter().enumerate() {
+                globset::Glob::new(glob).map_err(|e| {
+                    ConfigError::new(format!(
+                        "{at}: models[{j}] = {glob:?} is not a valid glob ({}); \
+                         use *, ?, [abc] or {{a,b}}",
+                        e.kind()
+                    ))
+                })?;
+            }
+            if let Some(url) = &backend.base_url {
+                check_base_url(url)
+                    .map_err(|e| ConfigError::new(format!("{at}: base_url = {url:?} {e}")))?;
+            }
+            for name in backend.headers.keys() {
+                let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    ConfigError::new(format!("{at}: headers.{name} is not a valid header name"))
+                })?;
+                if crate::upstream::is_credential_header(&parsed) {
+                    return Err(ConfigError::new(format!(
+                        "{at}: headers.{name} carries credentials; use `auth` so the secret \
+                         comes from an environment variable or file"
+                    )));
+                }
+            }
+            for (name, value) in &backend.headers {
+                http::HeaderValue::from_str(value).map_err(|_| {
+                    ConfigError::new(format!("{at}: headers.{name} has an invalid value"))
+                })?;
+            }
+            for (key, value) in [
+                ("connect_timeout_secs", backend.connect_timeout_secs),
+                ("first_byte_timeout_secs", backend.first_byte_timeout_secs),
+                ("idle_timeout_secs", backend.idle_timeout_secs),
+                ("total_timeout_secs", backend.total_timeout_secs),
+            ] {
+                if let Some(v) = value
+                    && !(v > 0.0 && v.is_finite() && v < 1e9)
+                {
+                    return Err(ConfigError::new(format!(
+                        "{at}: {key} = {v} must be a positive number of seconds"
+                    )));
+                }
+            }
+            backend.resolve_auth()?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a base URL is an absolute http(s) URL.
+fn check_base_url(url: &str) -> Result<(), String> {
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|e| format!("is not a valid URL ({e})"))?;
+    match parsed.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must start with http:// or https://".into()),
+    }
+    if parsed.host().is_none() {
+        return Err("has no host".into());
+    }
+    if parsed.query().is_some() {
+        return Err("must not have a query string".into());
+    }
+    Ok(())
+}
+
+impl BackendConfig {
+    fn at(&self) -> String {
+        format!("backend {:?}", self.name)
+    }
+
+    /// The backend's settings as a JSON object string.
+    pub(crate) fn settings_json(&self) -> String {
+        serde_json::to_string(&self.settings).unwrap_or_else(|_| "{}".into())
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        let secs = |v: Option<f64>, default: f64| Duration::from_secs_f64(v.unwrap_or(default));
+        Timeouts {
+            connect: secs(self.connect_timeout_secs, 10.0),
+            first_byte: secs(self.first_byte_timeout_secs, 600.0),
+            idle: secs(self.idle_timeout_secs, 300.0),
+            total: secs(self.total_timeout_secs, 3600.0),
+        }
+    }
+
+    /// Resolves `auth` to a header and reads the secret it names.
+    pub(crate) fn resolve_auth(&self) -> Result<Auth, ConfigError> {
+        let at = self.at();
+        let Some(value) = &self.auth else {
+            return Ok(Auth::None);
+        };
+        let table = match value {
+            toml::Value::String(s) if s == "none" => return Ok(Auth::None),
+            toml::Value::Table(t) => t,
+            other => {
+                return Err(ConfigError::new(format!(
+                    "{at}: auth = {other} is not understood; use \"none\", \
+                     {{ bearer_env = \"VAR\" }}, {{ bearer_file = \"path\" }}, \
+                     {{ header = \"name\", env = \"VAR\" }} or {{ header = \"name\", file = \"path\" }}"
+                )));
+            }
+        };
+        let get = |key: &str| -> Result<Option<&str>, ConfigError> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(ConfigError::new(format!(
+                    "{at}: auth.{key} must be a string"
+                ))),
+            }
+        };
+        for key in table.keys() {
+            if !["bearer_env", "bearer_file", "header", "env", "file"].contains(&key.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{at}: unknown key auth.{key}; expected bearer_env, bearer_file, or header with env or file"
+                )));
+            }
+        }
+        let (header, prefix, source) = match (
+            get("bearer_env")?,
+            get("bearer_file")?,
+            get("header")?,
+            get("env")?,
+            get("file")?,
+        ) {
+            (Some(var), None, None, None, None) => ("authorization", "Bearer ", Source::Env(var)),
+            (None, Some(path), None, None, None) => {
+                ("authorization", "Bearer ", Source::File(path))
+            }
+            (None, None, Some(h), Some(var), None) => (h, "", Source::Env(var)),
+            (None, None, Some(h), None, Some(path)) => (h, "", Source::File(path)),
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{at}: auth needs exactly one of bearer_env, bearer_file, \
+                     or header together with env or file"
+                )));
+            }
+        };
+        let name = http::HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+            ConfigError::new(format!(
+                "{at}: auth.header = {header:?} is not a valid header name"
+            ))
+        })?;
+        let secret = source.read(&at)?;
+        let value = format!("{prefix}{secret}");
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(ConfigError::new(format!(
+                "{at}: the credential from {} contains characters not allowed in a header",
+                source.describe()
+            )));
+        }
+        Ok(Auth::Header {
+            name,
+            value: Secret(value),
+        })
+    }
+}
+
+enum Source<'a> {
+    Env(&'a str),
+    File(&'a str),
+}
+
+impl Source<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Source::Env(var) => format!("environment variable {var}"),
+            Source::File(path) => format!("file {path}"),
+        }
+    }
+
+    fn read(&self, at: &str) -> Result<String, ConfigError> {
+        let value = match self {
+            Source::Env(var) => std::env::var(var).map_err(|_| {
+                ConfigError::new(format!(
+                    "{at}: auth reads the environment variable {var}, which is not set; \
+                     export {var}=<key> or change `auth`"
+                ))
+            })?,
+            Source::File(path) => std::fs::read_to_string(PathBuf::from(path)).map_err(|e| {
+                ConfigError::new(format!(
+                    "{at}: auth reads the file {path}, which cannot be read ({e}); \
+                     create it or change `auth`"
+                ))
+            })?,
+        };
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            return Err(ConfigError::new(format!(
+                "{at}: the credential in {} is empty",
+                self.describe()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+max_body_mib = 8
+
+[translators]
+memory_limit_mib = 32
+call_timeout_ms = 250
+
+[[backends]]
+name = "local"
+kind = "openresponses"
+base_url = "http://127.0.0.1:11434/v1/"
+models = ["qwen*", "llama-{3,4}*"]
+model_map = { qwen3 = "qwen3:8b" }
+settings = { path = "/responses" }
+idle_timeout_secs = 2.5
+"#;
+
+#[test]
+fn parses_a_full_config() {
+    let c = Config::from_toml(GOOD).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.server.max_body_mib, 8);
+    assert_eq!(c.translators.memory_limit_mib, 32);
+    assert_eq!(c.translators.max_instances, 1000);
+    let b = &c.backends[0];
+    assert_eq!(b.model_map["qwen3"], "qwen3:8b");
+    assert_eq!(b.settings_json(), r#"{"path":"/responses"}"#);
+    assert_eq!(b.timeouts().idle, Duration::from_millis(2500));
+    assert_eq!(b.timeouts().connect, Duration::from_secs(10));
+    assert!(matches!(b.resolve_auth().unwrap(), Auth::None));
+}
+
+#[test]
+fn defaults_apply() {
+    let c = Config::from_toml(
+        "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nmodels = [\"*\"]\nbase_url = \"http://h\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.server.max_body_mib, 32);
+    assert_eq!(c.translators.call_timeout_ms, 1000);
+}
+
+fn err(toml: &str) -> String {
+    Config::from_toml(toml).unwrap_err().to_string()
+}
+
+const B: &str =
+    "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://h/v1\"\n";
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err(&format!("{B}models = [\"*\"]\ntimeout = 3\n"));
+    assert!(e.contains("unknown field `timeout`"), "{e}");
+    let e = err(&format!(
+        "[server]\nlisten_addr = \"x\"\n{B}models = [\"*\"]\n"
+    ));
+    assert!(e.contains("listen_addr"), "{e}");
+}
+
+#[test]
+fn bad_globs_urls_and_names_are_explained() {
+    let e = err(&format!("{B}models = [\"ok\", \"[unclosed\"]\n"));
+    assert!(e.contains("models[1]") && e.contains("[unclosed"), "{e}");
+    let e =
+        err("[[backends]]\nname = \"a\"\nkind = \"k\"\nbase_url = \"ftp://h\"\nmodels = [\"*\"]\n");
+    assert!(e.contains("http://"), "{e}");
+    let e = err(&format!("{B}models = []\n"));
+    assert!(e.contains("`models` is empty"), "{e}");
+    let e = err(&format!("{B}models = [\"*\"]\n{B}models = [\"*\"]\n"));
+    assert!(e.contains("already uses this name"), "{e}");
+    let e = err(&format!("{B}models = [\"*\"]\nidle_timeout_secs = -1\n"));
+    assert!(e.contains("idle_timeout_secs"), "{e}");
+}
+
+#[test]
+fn credentials_must_not_hide_in_static_headers() {
+    let e = err(&format!(
+        "{B}models = [\"*\"]\nheaders = {{ Authorization = \"Bearer x\" }}\n"
+    ));
+    assert!(e.contains("use `auth`"), "{e}");
+}
+
+#[test]
+fn auth_forms() {
+    // PATH is set wherever tests run; no need to mutate the environment.
+    let path = std::env::var("PATH").unwrap();
+    let path = path.trim();
+    let dir = std::env::temp_dir().join(format!("llmproxy-ut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key");
+    std::fs::write(&file, "file-key\n").unwrap();
+    let cases = [
+        (
+            "{ bearer_env = \"PATH\" }".to_string(),
+            "authorization",
+            &*format!("Bearer {path}"),
+        ),
+        (
+            format!("{{ bearer_file = {:?} }}", file.display().to_string()),
+            "authorization",
+            "Bearer file-key",
+        ),
+        (
+            "{ header = \"x-api-key\", env = \"PATH\" }".to_string(),
+            "x-api-key",
+            path,
+        ),
+        (
+            format!(
+                "{{ header = \"api-key\", file = {:?} }}",
+                file.display().to_string()
+            ),
+            "api-key",
+            "file-key",
+        ),
+    ];
+    for (auth, header, value) in cases {
+        let c = Config::from_toml(&format!("{B}models = [\"*\"]\nauth = {auth}\n")).unwrap();
+        match c.backends[0].resolve_auth().unwrap() {
+            Auth::Header { name, value: v } => {
+                assert_eq!(name.as_str(), header);
+                assert_eq!(v.expose(), value);
+                assert_eq!(format!("{v:?}"), "Secret(***)");
+            }
+            Auth::None => panic!("{auth}"),
+        }
+    }
+    let e = err(&format!(
+        "{B}models = [\"*\"]\nauth = {{ bearer_env = \"LLMPROXY_UT_UNSET_VAR\" }}\n"
+    ));
+    assert!(
+        e.contains("LLMPROXY_UT_UNSET_VAR, which is not set") && e.contains("export"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{B}models = [\"*\"]\nauth = {{ bearer_file = \"/nonexistent/key\" }}\n"
+    ));
+    assert!(e.contains("/nonexistent/key"), "{e}");
+    let e = err(&format!(
+        "{B}models = [\"*\"]\nauth = {{ header = \"x\" }}\n"
+    ));
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = err(&format!(
+        "{B}models = [\"*\"]\nauth = {{ bearer = \"x\" }}\n"
+    ));
+    assert!(e.contains("unknown key auth.bearer"), "{e}");
+    let e = err(&format!("{B}models = [\"*\"]\nauth = \"gcp-magic\"\n"));
+    assert!(e.contains("not understood"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn limits_are_checked() {
+    let e = err(&format!(
+        "[translators]\nmemory_limit_mib = 0\n{B}models = [\"*\"]\n"
+    ));
+    assert!(e.contains("memory_limit_mib"), "{e}");
+    let e = err(&format!(
+        "[translators]\nmax_instances = 0\n{B}models = [\"*\"]\n"
+    ));
+    assert!(e.contains("max_instances"), "{e}");
+}

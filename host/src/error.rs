@@ -1,0 +1,227 @@
+//! Errors, and their OpenAI-shaped rendering for clients.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+
+/// Everything that can fail while serving a request.
+///
+/// Each variant knows its HTTP status and renders as
+/// `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The client's request is malformed (400).
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The offending field.
+        param: Option<String>,
+        /// A machine-readable code.
+        code: Option<String>,
+    },
+    /// The request asks for something the backend cannot do (400).
+    #[error("{message}")]
+    Unsupported {
+        /// What is unsupported.
+        message: String,
+        /// The offending field.
+        param: Option<String>,
+        /// A machine-readable code (default `unsupported_parameter`).
+        code: Option<String>,
+    },
+    /// Missing or wrong client API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// No backend serves this model (404).
+    #[error(
+        "The model `{0}` does not exist or is not served by this proxy: no backend's `models` glob matches it."
+    )]
+    ModelNotFound(String),
+    /// Unknown endpoint (404) or method (405).
+    #[error("{message}")]
+    Route {
+        /// 404 or 405.
+        status: StatusCode,
+        /// Which route was asked for.
+        message: String,
+    },
+    /// The request body is over the configured limit (413).
+    #[error("The request body is larger than the limit of {limit_mib} MiB (server.max_body_mib).")]
+    PayloadTooLarge {
+        /// The limit in MiB.
+        limit_mib: u32,
+    },
+    /// The upstream answered with an error, passed on with its status.
+    #[error("{message}")]
+    Upstream {
+        /// The HTTP status for the client.
+        status: u16,
+        /// The upstream's message.
+        message: String,
+        /// OpenAI error type.
+        error_type: Option<String>,
+        /// OpenAI error code.
+        code: Option<String>,
+        /// OpenAI error param.
+        param: Option<String>,
+        /// Seconds before a retry makes sense.
+        retry_after: Option<u32>,
+    },
+    /// The upstream could not be reached (502).
+    #[error("backend {backend:?} is unreachable: {detail}")]
+    UpstreamUnreachable {
+        /// Backend name.
+        backend: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The upstream answered something unusable: a truncated or garbled
+    /// stream (502).
+    #[error("backend {backend:?} sent a bad response: {detail}")]
+    BadUpstream {
+        /// Backend name.
+        backend: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The upstream took too long (504).
+    #[error("backend {backend:?} timed out: {detail}")]
+    UpstreamTimeout {
+        /// Backend name.
+        backend: String,
+        /// Which timeout fired.
+        detail: String,
+    },
+    /// A translator trapped, hit a limit or reported an internal error (502).
+    #[error("translator {translator:?} failed: {detail}")]
+    Translator {
+        /// Translator name (its kind or file).
+        translator: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The proxy is at capacity (503).
+    #[error("{0}")]
+    Overloaded(String),
+    /// A bug or an environment problem in the proxy itself (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidRequest { .. } | Error::Unsupported { .. } => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Error::Route { status, .. } => *status,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            Error::UpstreamUnreachable { .. }
+            | Error::BadUpstream { .. }
+            | Error::Translator { .. } => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn error_type(&self) -> &str {
+        match self {
+            Error::Upstream {
+                error_type: Some(t),
+                ..
+            } => t,
+            Error::Upstream { status, .. } => type_for_status(*status),
+            other => type_for_status(other.status().as_u16()),
+        }
+    }
+
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::InvalidRequest { code, .. } | Error::Upstream { code, .. } => code.as_deref(),
+            Error::Unsupported { code, .. } => {
+                Some(code.as_deref().unwrap_or("unsupported_parameter"))
+            }
+            Error::Unauthorized(_) => Some("invalid_api_key"),
+            Error::ModelNotFound(_) => Some("model_not_found"),
+            Error::Route { status, .. } if *status == StatusCode::NOT_FOUND => Some("unknown_url"),
+            Error::Route { .. } => Some("method_not_allowed"),
+            Error::PayloadTooLarge { .. } => Some("request_too_large"),
+            Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
+            Error::BadUpstream { .. } => Some("bad_upstream_response"),
+            Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
+            Error::Translator { .. } => Some("translator_error"),
+            Error::Overloaded(_) => Some("overloaded"),
+            Error::Internal(_) => Some("internal_error"),
+        }
+    }
+
+    /// The OpenAI error `param`.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Error::InvalidRequest { param, .. }
+            | Error::Unsupported { param, .. }
+            | Error::Upstream { param, .. } => param.as_deref(),
+            Error::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, if known.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::Upstream { retry_after, .. } => *retry_after,
+            Error::Overloaded(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// `{"message","type","param","code"}`.
+    pub fn body(&self) -> Value {
+        json!({
+            "message": self.to_string(),
+            "type": self.error_type(),
+            "param": self.param(),
+            "code": self.code(),
+        })
+    }
+}
+
+/// The OpenAI error type conventionally used for an HTTP status.
+fn type_for_status(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 405 | 409 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "server_error",
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({ "error": self.body() });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,432 @@
+//! The proxy: backends, routing, and one request's way through a translator
+//! and an upstream, producing canonical Responses output.
+
+use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
+use crate::config::{Config, ConfigError, Secret};
+use crate::error::Error;
+use crate::routing::Routes;
+use crate::translator::{
+    self, Context, Limits, Runtime, StreamInstance, Translator, UpstreamResponse,
+};
+use crate::upstream::{self, SseEvent, SseParser, Upstream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A configured, running proxy. Cheap to clone; clones share everything.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub backends: Vec<Arc<Backend>>,
+    pub routes: Routes,
+    pub max_body_bytes: usize,
+    pub max_body_mib: u32,
+    pub api_key: Option<Secret>,
+    _runtime: Runtime,
+}
+
+/// One configured backend.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub name: String,
+    pub models: Vec<String>,
+    pub translator: Arc<Translator>,
+    pub upstream: Upstream,
+    settings: String,
+    model_map: BTreeMap<String, String>,
+}
+
+impl Backend {
+    fn context(&self, model: &str, streaming: bool, extras: &str) -> Context {
+        Context {
+            backend: self.name.clone(),
+            model: model.to_string(),
+            upstream_model: self
+                .model_map
+                .get(model)
+                .cloned()
+                .unwrap_or_else(|| model.to_string()),
+            streaming,
+            settings: self.settings.clone(),
+            extras: extras.to_string(),
+        }
+    }
+
+    /// Scrubs credentials out of an upstream error before it leaves.
+    fn scrub(&self, err: Error) -> Error {
+        match err {
+            Error::Upstream {
+                status,
+                message,
+                error_type,
+                code,
+                param,
+                retry_after,
+            } => Error::Upstream {
+                status,
+                message: self.upstream.redact(message),
+                error_type,
+                code,
+                param,
+                retry_after,
+            },
+            other => other,
+        }
+    }
+}
+
+impl Proxy {
+    /// Builds a proxy from a checked config: loads the translators the
+    /// backends use, asks each to validate its backend's settings, and reads
+    /// the credentials.
+    pub async fn new(config: Config) -> Result<Proxy, ConfigError> {
+        config.check()?;
+        let limits = &config.translators;
+        let memory_bytes = limits.memory_limit_mib as usize * 1024 * 1024;
+        let runtime = Runtime::new(limits.max_instances, memory_bytes)
+            .map_err(|e| ConfigError::new(e.to_string()))?;
+        let limits = Limits {
+            memory_bytes,
+            call_timeout: Duration::from_millis(limits.call_timeout_ms),
+        };
+        let mut loaded: HashMap<String, Arc<Translator>> = HashMap::new();
+        let mut backends = Vec::new();
+        for cfg in &config.backends {
+            let at = format!("backend {:?}", cfg.name);
+            let translator = match loaded.get(&cfg.kind) {
+                Some(t) => t.clone(),
+                None => {
+                    if !translator::bundled_kinds().any(|k| k == cfg.kind) {
+                        let kinds: Vec<_> = translator::bundled_kinds().collect();
+                        return Err(ConfigError::new(format!(
+                            "{at}: unknown kind {:?}; available kinds: {}",
+                            cfg.kind,
+                            kinds.join(", ")
+                        )));
+                    }
+                    let t = Arc::new(
+                        runtime
+                            .load_bundled(&cfg.kind, limits)
+                            .map_err(|e| ConfigError::new(format!("{at}: {e}")))?,
+                    );
+                    loaded.insert(cfg.kind.clone(), t.clone());
+                    t
+                }
+            };
+            let settings = cfg.settings_json();
+            translator
+                .validate_settings(&settings)
+                .await
+                .map_err(|e| match e {
+                    Error::InvalidRequest { message, .. } => ConfigError::new(format!(
+                        "{at}: settings rejected by the {} translator: {message}",
+                        cfg.kind
+                    )),
+                    other => ConfigError::new(format!("{at}: {other}")),
+                })?;
+            let upstream = Upstream::new(cfg, None)?;
+            backends.push(Arc::new(Backend {
+                name: cfg.name.clone(),
+                models: cfg.models.clone(),
+                translator,
+                upstream,
+                settings,
+                model_map: cfg.model_map.clone(),
+            }));
+        }
+        let routes = Routes::new(config.backends.iter().map(|b| b.models.as_slice()))
+            .map_err(|e| ConfigError::new(format!("invalid model glob: {e}")))?;
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                backends,
+                routes,
+                max_body_bytes: config.server.max_body_mib as usize * 1024 * 1024,
+                max_body_mib: config.server.max_body_mib,
+                api_key: config.server.api_key.clone(),
+                _runtime: runtime,
+            }),
+        })
+    }
+
+    /// The backend serving `model`, or a 404 naming it.
+    pub(crate) fn route(&self, model: &str) -> Result<Arc<Backend>, Error> {
+        self.inner
+            .routes
+            .route(model)
+            .and_then(|i| self.inner.backends.get(i).cloned())
+            .ok_or_else(|| Error::ModelNotFound(model.to_string()))
+    }
+
+    /// Runs one canonical Responses request (JSON bytes) to completion or to
+    /// the start of its stream.
+    pub(crate) async fn execute(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
+        let head = RequestHead::parse(&body)?;
+        let model = head.model.clone().unwrap_or_default();
+        let streaming = head.stream.unwrap_or(false);
+        let backend = self.route(&model)?;
+        let ctx = backend.context(&model, streaming, extras);
+        let deadline = Instant::now() + backend.upstream.timeouts.total;
+        let mut instance = backend.translator.instantiate().await?;
+        let mut request = instance.request(&ctx, &body).await?;
+        let state = std::mem::take(&mut request.state);
+        let response = backend
+            .upstream
+            .send(backend.translator.name(), request, deadline)
+            .await?;
+        let status = response.status().as_u16();
+        let upstream_id = response
+            .headers()
+            .get("x-request-id")
+            .or_else(|| response.headers().get("request-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let headers = upstream::header_pairs(response.headers());
+        let retry_after = upstream::retry_after(response.headers());
+        let is_sse = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let meta = ResponseMeta::new(&model);
+        let echo = head;
+
+        if streaming && is_sse && (200..300).contains(&status) {
+            let stream = instance.into_stream(&ctx, &state, status, &headers).await?;
+            let events = canonical_stream(
+                backend,
+                stream,
+                response,
+                StreamGuard::new(meta, echo),
+                deadline,
+            );
+            return Ok(Outcome::Stream {
+                events,
+                upstream_id,
+            });
+        }
+
+        let body = backend.upstream.read_body(response, deadline).await?;
+        let upstream_response = UpstreamResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+        };
+        let out = instance
+            .response(&ctx, &state, &upstream_response)
+            .await
+            .map_err(|e| match backend.scrub(e) {
+                Error::Upstream {
+                    status,
+                    message,
+                    error_type,
+                    code,
+                    param,
+                    retry_after: None,
+                } => Error::Upstream {
+                    status,
+                    message,
+                    error_type,
+                    code,
+                    param,
+                    retry_after,
+                },
+                other => other,
+            })?;
+        let mut object = match serde_json::from_slice::<Value>(&out) {
+            Ok(Value::Object(o)) => o,
+            _ => {
+                return Err(Error::Translator {
+                    translator: backend.translator.name().to_string(),
+                    detail: "returned a response that is not a JSON object".into(),
+                });
+            }
+        };
+        let mut meta = meta;
+        canonical::complete_response(&mut object, &mut meta, &echo, "completed");
+        if streaming {
+            // The upstream answered a streaming request in one piece:
+            // replay it as a canonical stream.
+            let events = canonical::events_from_response(&object);
+            let mut guard = StreamGuard::new(meta, echo);
+            let mut out = Vec::new();
+            for event in &events {
+                match guard.accept(event) {
+                    Ok(evs) => out.extend(evs),
+                    Err(detail) => {
+                        out.extend(guard.fail(&Error::Internal(detail)));
+                        break;
+                    }
+                }
+            }
+            out.extend(guard.end(&backend.name));
+            return Ok(Outcome::Stream {
+                events: futures_util::stream::iter(out).boxed(),
+                upstream_id,
+            });
+        }
+        Ok(Outcome::Complete {
+            response: object,
+            upstream_id,
+        })
+    }
+}
+
+/// What a canonical request produced.
+pub(crate) enum Outcome {
+    /// A complete `ResponseResource`.
+    Complete {
+        response: Map<String, Value>,
+        upstream_id: Option<String>,
+    },
+    /// A canonical event stream that always ends with a terminal event.
+    Stream {
+        events: BoxStream<'static, Value>,
+        upstream_id: Option<String>,
+    },
+}
+
+/// State of one streamed exchange.
+struct StreamState {
+    backend: Arc<Backend>,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    parser: SseParser,
+    translator: StreamInstance,
+    guard: StreamGuard,
+    pending: VecDeque<Value>,
+    deadline: Instant,
+    done: bool,
+}
+
+impl StreamState {
+    fn fail(&mut self, err: Error) {
+        let err = self.backend.scrub(err);
+        tracing::warn!(backend = %self.backend.name, "stream failed: {err}");
+        self.pending.extend(self.guard.fail(&err));
+        self.done = true;
+    }
+
+    async fn push_events(&mut self, events: Vec<SseEvent>) {
+        for sse in events {
+            match self.translator.push(&sse.event, &sse.data).await {
+                Ok(out) => self.accept(out),
+                Err(e) => return self.fail(e),
+            }
+            if self.done {
+                return;
+            }
+        }
+    }
+
+    fn accept(&mut self, events: Vec<String>) {
+        for text in events {
+            match self.guard.accept(&text) {
+                Ok(out) => self.pending.extend(out),
+                Err(detail) => {
+                    let translator = self.translator.translator().to_string();
+                    return self.fail(Error::Translator { translator, detail });
+                }
+            }
+            if self.guard.is_done() {
+                // Nothing may follow the terminal event.
+                self.done = true;
+                return;
+            }
+        }
+    }
+
+    /// Reads the next piece of the upstream body and maps it.
+    async fn step(&mut self) {
+        let idle = self.backend.upstream.timeouts.idle;
+        let wait = idle.min(self.deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, self.body.next()).await {
+            Err(_) => self.fail(Error::UpstreamTimeout {
+                backend: self.backend.name.clone(),
+                detail: format!(
+                    "the event stream was silent for {:.1}s (idle_timeout_secs / total_timeout_secs)",
+                    wait.as_secs_f64()
+                ),
+            }),
+            Ok(Some(Err(e))) => {
+                let err = match self.backend.upstream.transport_error(&e) {
+                    Error::UpstreamUnreachable { backend, detail } => Error::BadUpstream {
+                        backend,
+                        detail: format!("the event stream broke off: {detail}"),
+                    },
+                    other => other,
+                };
+                self.fail(err)
+            }
+            Ok(Some(Ok(chunk))) => {
+                let mut events = Vec::new();
+                if let Err(detail) = self.parser.feed(&chunk, &mut events) {
+                    return self.fail(Error::BadUpstream {
+                        backend: self.backend.name.clone(),
+                        detail,
+                    });
+                }
+                self.push_events(events).await;
+            }
+            Ok(None) => {
+                let mut events = Vec::new();
+                if let Err(detail) = self.parser.finish(&mut events) {
+                    return self.fail(Error::BadUpstream {
+                        backend: self.backend.name.clone(),
+                        detail,
+                    });
+                }
+                self.push_events(events).await;
+                if self.done {
+                    return;
+                }
+                match self.translator.finish().await {
+                    Ok(out) => self.accept(out),
+                    Err(e) => return self.fail(e),
+                }
+                let name = self.backend.name.clone();
+                self.pending.extend(self.guard.end(&name));
+                self.done = true;
+            }
+        }
+    }
+}
+
+/// The canonical events of an upstream SSE stream, mapped by `translator`.
+fn canonical_stream(
+    backend: Arc<Backend>,
+    translator: StreamInstance,
+    response: reqwest::Response,
+    guard: StreamGuard,
+    deadline: Instant,
+) -> BoxStream<'static, Value> {
+    let state = StreamState {
+        backend,
+        body: response.bytes_stream().boxed(),
+        parser: SseParser::default(),
+        translator,
+        guard,
+        pending: VecDeque::new(),
+        deadline,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                return Some((event, st));
+            }
+            if st.done {
+                return None;
+            }
+            st.step().await;
+        }
+    })
+    .boxed()
+}

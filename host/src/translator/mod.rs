@@ -1,0 +1,593 @@
+//! The Wasm host: one engine, translators compiled once and pre-instantiated,
+//! a fresh sandboxed instance per client request.
+//!
+//! Isolation: every client request gets its own `Store` (and so its own
+//! linear memory) instantiated from an `InstancePre`; a stream keeps its
+//! instance for the stream's life. Nothing survives from one request to the
+//! next. Each store has a memory cap, each call an epoch deadline; a trap or
+//! an exceeded limit poisons only that instance and fails only that request.
+//! Translators get WASI with nothing granted: no environment, arguments,
+//! files, sockets or stdin; what they print to stderr is captured (bounded)
+//! and logged when a call fails.
+
+mod engine_config;
+
+use crate::error::Error;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+#[allow(missing_debug_implementations, clippy::all)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "translator-component",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+use bindings::exports::llmproxy::translator::translator as wit;
+pub use wit::{Context, UpstreamRequest, UpstreamResponse};
+
+/// The WIT interface every translator must export, at this exact version.
+pub(crate) const INTERFACE: &str = "llmproxy:translator/translator";
+/// The contract version this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// How often the epoch ticks; call deadlines are counted in ticks.
+const TICK: Duration = Duration::from_millis(5);
+/// Bytes of linear memory kept resident in a pooled slot between instances.
+const KEEP_RESIDENT: usize = 2 << 20;
+/// Bytes of a translator's stderr kept for the log.
+const STDERR_CAPTURE: usize = 4096;
+
+include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+/// A translator built into the binary.
+#[derive(Debug)]
+pub(crate) struct Bundled {
+    pub kind: &'static str,
+    pub wasm: &'static [u8],
+    pub cwasm: &'static [u8],
+}
+
+/// The kinds of the bundled translators.
+pub(crate) fn bundled_kinds() -> impl Iterator<Item = &'static str> {
+    BUNDLED.iter().map(|b| b.kind)
+}
+
+/// Sandbox limits for one translator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub memory_bytes: usize,
+    pub call_timeout: Duration,
+}
+
+/// The engine shared by all translators of one proxy, and its epoch ticker.
+pub(crate) struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Creates the engine: pooling allocator sized for `max_instances`
+    /// concurrent instances of at most `max_memory_bytes` each.
+    pub(crate) fn new(max_instances: u32, max_memory_bytes: usize) -> Result<Self, Error> {
+        let mut pooling = wasmtime::PoolingAllocationConfig::new();
+        pooling
+            .total_component_instances(max_instances)
+            // A Rust component has a few core instances (main module and
+            // adapter shims); other languages have more.
+            .total_core_instances(max_instances.saturating_mul(8))
+            .total_memories(max_instances.saturating_mul(2))
+            .total_tables(max_instances.saturating_mul(8))
+            .total_stacks(max_instances)
+            .max_memory_size(max_memory_bytes)
+            // Reset a reused slot by zeroing the pages the last instance
+            // touched (found with PAGEMAP_SCAN on Linux >= 6.7) instead of
+            // handing them back to the OS: the next instance then takes no
+            // page faults. Measured with `just bench`.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 * 1024);
+        let mut config = engine_config::code_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&config)
+            .map_err(|e| Error::Internal(format!("cannot create the Wasm engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Internal(format!("cannot link WASI: {e:#}")))?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    /// Loads a bundled translator: the precompiled artifact when this machine
+    /// can run it, else compiles the embedded `.wasm` (slow, logged).
+    pub(crate) fn load_bundled(&self, kind: &str, limits: Limits) -> Result<Translator, Error> {
+        self.load_bundled_with(kind, limits, true)
+    }
+
+    /// [`Runtime::load_bundled`], optionally skipping the precompiled
+    /// artifact (to measure what it saves).
+    pub(crate) fn load_bundled_with(
+        &self,
+        kind: &str,
+        limits: Limits,
+        precompiled: bool,
+    ) -> Result<Translator, Error> {
+        let bundled = BUNDLED
+            .iter()
+            .find(|b| b.kind == kind)
+            .ok_or_else(|| Error::Internal(format!("no bundled translator of kind {kind:?}")))?;
+        let loaded = if precompiled {
+            // SAFETY: `cwasm` was produced by `Engine::precompile_component`
+            // in this crate's build script, from a translator built from
+            // this repository, with the code settings of `engine_config`;
+            // wasmtime checks version and settings and refuses a mismatch.
+            #[allow(unsafe_code)]
+            unsafe {
+                Component::deserialize(&self.engine, bundled.cwasm)
+            }
+        } else {
+            Err(wasmtime::Error::msg("precompiled artifact not requested"))
+        };
+        let component = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    translator = kind,
+                    "precompiled translator not usable here ({e:#}); compiling it"
+                );
+                Component::new(&self.engine, bundled.wasm).map_err(|e| {
+                    Error::Internal(format!("cannot compile translator {kind:?}: {e:#}"))
+                })?
+            }
+        };
+        self.prepare(kind, &component, limits)
+    }
+
+    /// Checks that `component` exports the translator interface at this
+    /// host's version and pre-instantiates it.
+    fn prepare(
+        &self,
+        name: &str,
+        component: &Component,
+        limits: Limits,
+    ) -> Result<Translator, Error> {
+        let wanted = format!("{INTERFACE}@{CONTRACT_VERSION}");
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !exports.contains(&wanted) {
+            let found = exports.iter().find(|e| e.starts_with(INTERFACE));
+            let detail = match found {
+                Some(other) => format!(
+                    "it exports {other}, but this llmproxy supports {wanted}; rebuild it \
+                     against llmproxy-sdk {CONTRACT_VERSION}"
+                ),
+                None => format!(
+                    "it does not export {wanted} (exports: {}); is it an llmproxy translator?",
+                    if exports.is_empty() {
+                        "none".to_string()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
+            };
+            return Err(Error::Internal(format!("translator {name:?}: {detail}")));
+        }
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            Error::Internal(format!(
+                "translator {name:?} needs imports this host does not grant: {e:#}"
+            ))
+        })?;
+        let pre = bindings::TranslatorComponentPre::new(pre)
+            .map_err(|e| Error::Internal(format!("translator {name:?}: {e:#}")))?;
+        let ticks = limits
+            .call_timeout
+            .as_nanos()
+            .div_ceil(TICK.as_nanos())
+            .max(1);
+        Ok(Translator {
+            name: name.into(),
+            pre,
+            limits,
+            deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// Increments the engine's epoch every [`TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("llmproxy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a ticker, deadlines never fire; calls still run.
+            tracing::error!("cannot start the translator deadline thread: {e}");
+        }
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Per-store host state: an empty WASI context and the store's limits.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    stderr: MemoryOutputPipe,
+}
+
+/// Caps linear memory (and tables) and remembers whether the cap was hit,
+/// so that the resulting trap can be reported as what it is.
+struct Limiter {
+    memory_bytes: usize,
+    hit: bool,
+}
+
+/// Most table elements one instance may have.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::msg("translator memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A loaded translator, ready to instantiate.
+pub(crate) struct Translator {
+    name: String,
+    pre: bindings::TranslatorComponentPre<HostState>,
+    limits: Limits,
+    deadline_ticks: u64,
+}
+
+impl std::fmt::Debug for Translator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translator")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Translator {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A fresh, isolated instance for one client request.
+    pub(crate) async fn instantiate(self: &Arc<Self>) -> Result<Instance, Error> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let wasi = WasiCtx::builder()
+            .stdout(stderr.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            self.pre.engine(),
+            HostState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: Limiter {
+                    memory_bytes: self.limits.memory_bytes,
+                    hit: false,
+                },
+                stderr,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            if e.to_string().contains("maximum concurrent") {
+                Error::Overloaded(
+                    "too many requests in flight: every translator instance is busy \
+                     (the limit is translators.max_instances); retry shortly"
+                        .into(),
+                )
+            } else {
+                self.fault(&store, "could not be instantiated", &e)
+            }
+        })?;
+        Ok(Instance {
+            store,
+            bindings,
+            translator: self.clone(),
+            poisoned: false,
+        })
+    }
+
+    /// Asks the translator whether it accepts a backend's settings.
+    pub(crate) async fn validate_settings(self: &Arc<Self>, settings: &str) -> Result<(), Error> {
+        let mut instance = self.instantiate().await?;
+        let guest = instance.bindings.llmproxy_translator_translator();
+        let deadline = self.deadline_ticks;
+        instance.store.set_epoch_deadline(deadline);
+        let result = guest
+            .call_validate_settings(&mut instance.store, settings)
+            .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::InvalidRequest {
+                message,
+                param: None,
+                code: None,
+            }),
+            Err(e) => Err(self.fault(&instance.store, "trapped while checking settings", &e)),
+        }
+    }
+
+    /// Describes a trap or limit hit as a translator fault.
+    fn fault(&self, store: &Store<HostState>, what: &str, e: &wasmtime::Error) -> Error {
+        let detail = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "exceeded its time limit of {} ms",
+                self.limits.call_timeout.as_millis()
+            ),
+            _ if store.data().limiter.hit => {
+                format!(
+                    "exceeded its memory limit of {} MiB",
+                    self.limits.memory_bytes / (1024 * 1024)
+                )
+            }
+            _ => format!("{what}: {}", first_line(&format!("{e:#}"))),
+        };
+        let captured = store.data().stderr.contents();
+        if captured.is_empty() {
+            tracing::warn!(translator = %self.name, "translator fault: {detail}");
+        } else {
+            tracing::warn!(
+                translator = %self.name,
+                stderr = %String::from_utf8_lossy(&captured),
+                "translator fault: {detail}"
+            );
+        }
+        Error::Translator {
+            translator: self.name.clone(),
+            detail,
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// One sandboxed instance serving one client request.
+pub(crate) struct Instance {
+    store: Store<HostState>,
+    bindings: bindings::TranslatorComponent,
+    translator: Arc<Translator>,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("translator", &self.translator.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    fn check(&self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Translator {
+                translator: self.translator.name.clone(),
+                detail: "called again after a fault".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn trap(&mut self, what: &str, e: &wasmtime::Error) -> Error {
+        self.poisoned = true;
+        self.translator.fault(&self.store, what, e)
+    }
+
+    /// `request`: canonical Responses request -> upstream request.
+    pub(crate) async fn request(
+        &mut self,
+        ctx: &Context,
+        body: &[u8],
+    ) -> Result<UpstreamRequest, Error> {
+        self.check()?;
+        self.store
+            .set_epoch_deadline(self.translator.deadline_ticks);
+        let guest = self.bindings.llmproxy_translator_translator();
+        match guest.call_request(&mut self.store, ctx, body).await {
+            Ok(result) => result.map_err(|e| self.guest_error(e)),
+            Err(e) => Err(self.trap("trapped in request", &e)),
+        }
+    }
+
+    /// `response`: complete upstream response -> canonical Responses JSON.
+    pub(crate) async fn response(
+        &mut self,
+        ctx: &Context,
+        state: &str,
+        response: &UpstreamResponse,
+    ) -> Result<Vec<u8>, Error> {
+        self.check()?;
+        self.store
+            .set_epoch_deadline(self.translator.deadline_ticks);
+        let guest = self.bindings.llmproxy_translator_translator();
+        match guest
+            .call_response(&mut self.store, ctx, state, response)
+            .await
+        {
+            Ok(result) => result.map_err(|e| self.guest_error(e)),
+            Err(e) => Err(self.trap("trapped in response", &e)),
+        }
+    }
+
+    /// Turns this instance into a stream mapper for one upstream event stream.
+    pub(crate) async fn into_stream(
+        mut self,
+        ctx: &Context,
+        state: &str,
+        status: u16,
+        headers: &[(String, String)],
+    ) -> Result<StreamInstance, Error> {
+        self.check()?;
+        self.store
+            .set_epoch_deadline(self.translator.deadline_ticks);
+        let guest = self.bindings.llmproxy_translator_translator();
+        let headers = headers.to_vec();
+        match guest
+            .event_stream()
+            .call_constructor(&mut self.store, ctx, state, status, &headers)
+            .await
+        {
+            Ok(resource) => Ok(StreamInstance {
+                instance: self,
+                resource,
+            }),
+            Err(e) => Err(self.trap("trapped starting a stream", &e)),
+        }
+    }
+
+    fn guest_error(&self, e: wit::Error) -> Error {
+        let translator = &self.translator.name;
+        match e {
+            wit::Error::InvalidRequest(info) => Error::InvalidRequest {
+                message: info.message,
+                param: info.param,
+                code: info.code,
+            },
+            wit::Error::Unsupported(info) => Error::Unsupported {
+                message: info.message,
+                param: info.param,
+                code: info.code,
+            },
+            wit::Error::Upstream(up) => Error::Upstream {
+                status: up.status,
+                message: up.message,
+                error_type: up.error_type,
+                code: up.code,
+                param: up.param,
+                retry_after: up.retry_after,
+            },
+            wit::Error::Internal(detail) => Error::Translator {
+                translator: translator.clone(),
+                detail,
+            },
+        }
+    }
+}
+
+/// An instance mapping one upstream event stream; lives as long as the stream.
+pub(crate) struct StreamInstance {
+    instance: Instance,
+    resource: ResourceAny,
+}
+
+impl std::fmt::Debug for StreamInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.instance.fmt(f)
+    }
+}
+
+impl StreamInstance {
+    pub(crate) fn translator(&self) -> &str {
+        &self.instance.translator.name
+    }
+
+    /// Maps one upstream SSE event to canonical events (JSON texts).
+    pub(crate) async fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
+        let inst = &mut self.instance;
+        inst.check()?;
+        inst.store
+            .set_epoch_deadline(inst.translator.deadline_ticks);
+        let guest = inst.bindings.llmproxy_translator_translator();
+        match guest
+            .event_stream()
+            .call_push(&mut inst.store, self.resource, event, data)
+            .await
+        {
+            Ok(result) => result.map_err(|e| inst.guest_error(e)),
+            Err(e) => Err(inst.trap("trapped in push", &e)),
+        }
+    }
+
+    /// The upstream stream ended: the events still owed.
+    pub(crate) async fn finish(&mut self) -> Result<Vec<String>, Error> {
+        let inst = &mut self.instance;
+        inst.check()?;
+        inst.store
+            .set_epoch_deadline(inst.translator.deadline_ticks);
+        let guest = inst.bindings.llmproxy_translator_translator();
+        match guest
+            .event_stream()
+            .call_finish(&mut inst.store, self.resource)
+            .await
+        {
+            Ok(result) => result.map_err(|e| inst.guest_error(e)),
+            Err(e) => Err(inst.trap("trapped in finish", &e)),
+        }
+    }
+}

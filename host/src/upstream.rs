@@ -1,0 +1,538 @@
+//! Talking to upstreams: the HTTP client, credentials, timeouts, and the SSE
+//! parser for upstream event streams.
+
+use crate::config::{Auth, BackendConfig, ConfigError, Secret, Timeouts};
+use crate::error::Error;
+use crate::translator::UpstreamRequest;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderName, HeaderValue, Method};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Largest non-streamed upstream body the proxy reads (it goes through a
+/// translator, whose memory is capped anyway).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+/// Largest single SSE event accepted from an upstream.
+const MAX_SSE_EVENT: usize = 16 * 1024 * 1024;
+
+/// Headers that carry credentials: only the host sets them, from `auth`.
+pub(crate) fn is_credential_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "cookie"
+    )
+}
+
+/// Headers the host owns: hop-by-hop fields (RFC 9110 §7.6.1) and framing.
+fn is_host_owned_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// One backend's upstream: base URL, credentials, static headers, timeouts.
+pub(crate) struct Upstream {
+    backend: String,
+    base: String,
+    client: reqwest::Client,
+    auth: Auth,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("backend", &self.backend)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS configuration using the platform's trust store and the `ring`
+/// provider, built without touching process-global state.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| format!("cannot load the platform's TLS roots: {e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        config: &BackendConfig,
+        default_base: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let at = format!("backend {:?}", config.name);
+        let base = config
+            .base_url
+            .as_deref()
+            .or(default_base)
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{at}: base_url is required for kind {:?}, e.g. base_url = \"http://127.0.0.1:11434/v1\"",
+                    config.kind
+                ))
+            })?
+            .trim_end_matches('/')
+            .to_string();
+        let timeouts = config.timeouts();
+        let tls = tls_config().map_err(|e| ConfigError::new(format!("{at}: {e}")))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| ConfigError::new(format!("{at}: cannot build the HTTP client: {e}")))?;
+        let mut headers = Vec::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::new(format!("{at}: bad header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| ConfigError::new(format!("{at}: bad value for header {name}")))?;
+            headers.push((name, value));
+        }
+        Ok(Upstream {
+            backend: config.name.clone(),
+            base,
+            client,
+            auth: config.resolve_auth()?,
+            headers,
+            timeouts,
+        })
+    }
+
+    /// Removes this backend's credentials from a text about to leave the
+    /// proxy (an upstream's error message may quote them).
+    pub(crate) fn redact(&self, text: String) -> String {
+        match &self.auth {
+            Auth::Header { value, .. } => redact_secret(text, value),
+            Auth::None => text,
+        }
+    }
+
+    fn translator_fault(&self, translator: &str, detail: String) -> Error {
+        Error::Translator {
+            translator: translator.into(),
+            detail,
+        }
+    }
+
+    /// Sends a translated request: joins the path to the base URL, adds the
+    /// static headers and the credentials, and waits for the response head
+    /// (bounded by the first-byte timeout and the total deadline).
+    pub(crate) async fn send(
+        &self,
+        translator: &str,
+        request: UpstreamRequest,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, Error> {
+        let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            self.translator_fault(
+                translator,
+                format!("asked for HTTP method {:?}", request.method),
+            )
+        })?;
+        if !request.path.starts_with('/') || request.path.contains("://") {
+            return Err(self.translator_fault(
+                translator,
+                format!(
+                    "asked for path {:?}, which must start with '/'",
+                    request.path
+                ),
+            ));
+        }
+        let url = format!("{}{}", self.base, request.path);
+        let mut builder = self.client.request(method, &url);
+        let mut has_content_type = false;
+        for (name, value) in &request.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                self.translator_fault(translator, format!("set an invalid header name {name:?}"))
+            })?;
+            if is_credential_header(&name) {
+                return Err(self.translator_fault(
+                    translator,
+                    format!(
+                        "tried to set the credential header {name}; only the host adds credentials"
+                    ),
+                ));
+            }
+            if is_host_owned_header(&name) {
+                continue;
+            }
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                self.translator_fault(
+                    translator,
+                    format!("set an invalid value for header {name}"),
+                )
+            })?;
+            has_content_type |= name == http::header::CONTENT_TYPE;
+            builder = builder.header(name, value);
+        }
+        if !has_content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        if let Auth::Header { name, value } = &self.auth {
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|_| Error::Internal("credential is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(request.body)
+            .build()
+            .map_err(|e| self.translator_fault(translator, format!("built a bad request: {e}")))?;
+        let now = Instant::now();
+        let wait = self
+            .timeouts
+            .first_byte
+            .min(deadline.saturating_duration_since(now));
+        match tokio::time::timeout(wait, self.client.execute(request)).await {
+            Err(_) => Err(Error::UpstreamTimeout {
+                backend: self.backend.clone(),
+                detail: format!(
+                    "no response from {} within {:.1}s (first_byte_timeout_secs / total_timeout_secs)",
+                    self.base,
+                    wait.as_secs_f64()
+                ),
+            }),
+            Ok(Err(e)) => Err(self.transport_error(&e)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Describes a transport failure (connect, TLS, reset) without secrets.
+    pub(crate) fn transport_error(&self, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::UpstreamTimeout {
+                backend: self.backend.clone(),
+                detail: format!("connecting to {} timed out", self.base),
+            };
+        }
+        // reqwest's own message repeats the URL; the causes say what failed.
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let detail = if causes.is_empty() {
+            e.to_string()
+        } else {
+            causes.join(": ")
+        };
+        Error::UpstreamUnreachable {
+            backend: self.backend.clone(),
+            detail: self.redact(format!("cannot reach {}: {detail}", self.base)),
+        }
+    }
+
+    /// Reads a whole (non-streamed) body, bounded in size and time.
+    pub(crate) async fn read_body(
+        &self,
+        response: reqwest::Response,
+        deadline: Instant,
+    ) -> Result<Bytes, Error> {
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        loop {
+            let wait = self
+                .timeouts
+                .idle
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, stream.next()).await {
+                Err(_) => {
+                    return Err(Error::UpstreamTimeout {
+                        backend: self.backend.clone(),
+                        detail: format!(
+                            "the response body stalled for {:.1}s (idle_timeout_secs / total_timeout_secs)",
+                            wait.as_secs_f64()
+                        ),
+                    });
+                }
+                Ok(None) => return Ok(Bytes::from(body)),
+                Ok(Some(Err(e))) => return Err(self.transport_error(&e)),
+                Ok(Some(Ok(chunk))) => {
+                    if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                        return Err(Error::UpstreamUnreachable {
+                            backend: self.backend.clone(),
+                            detail: format!(
+                                "the response body is larger than {} MiB",
+                                MAX_UPSTREAM_BODY / (1024 * 1024)
+                            ),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+}
+
+/// Replaces every occurrence of a secret (and of its bare key, when the
+/// header value is `Bearer <key>`) with `[redacted]`.
+pub(crate) fn redact_secret(text: String, secret: &Secret) -> String {
+    let full = secret.expose();
+    let bare = full.strip_prefix("Bearer ").unwrap_or(full);
+    let mut text = text;
+    for needle in [full, bare] {
+        if needle.len() >= 4 && text.contains(needle) {
+            text = text.replace(needle, "[redacted]");
+        }
+    }
+    text
+}
+
+/// The headers of an upstream response as (name, value) strings.
+pub(crate) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// `Retry-After` in whole seconds, when given as seconds.
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SseEvent {
+    /// The `event:` field, or "" when absent.
+    pub event: String,
+    /// The `data:` lines joined with "\n".
+    pub data: String,
+}
+
+/// An incremental SSE parser (WHATWG event-stream rules): `\n`, `\r\n` or
+/// `\r` line ends, comments, multi-line data, events split anywhere across
+/// network reads.
+#[derive(Debug, Default)]
+pub(crate) struct SseParser {
+    buf: Vec<u8>,
+    event: String,
+    data: String,
+    has_data: bool,
+    /// The previous chunk ended in `\r`: a leading `\n` belongs to it.
+    skip_lf: bool,
+    started: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; complete events are appended to `out`.
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), String> {
+        let mut chunk = chunk;
+        if self.skip_lf && chunk.first() == Some(&b'\n') {
+            chunk = &chunk[1..];
+        }
+        self.skip_lf = false;
+        self.buf.extend_from_slice(chunk);
+        if !self.started && self.buf.len() >= 3 {
+            self.started = true;
+            if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                self.buf.drain(..3);
+            }
+        }
+        // Work on a taken buffer so lines can be handed to `self.line`
+        // without copying them out.
+        let buf = std::mem::take(&mut self.buf);
+        let mut start = 0;
+        let mut i = 0;
+        let mut result = Ok(());
+        while i < buf.len() {
+            let b = buf[i];
+            if b != b'\n' && b != b'\r' {
+                i += 1;
+                continue;
+            }
+            let line_end = i;
+            i += 1;
+            if b == b'\r' {
+                if i < buf.len() {
+                    if buf[i] == b'\n' {
+                        i += 1;
+                    }
+                } else {
+                    self.skip_lf = true;
+                }
+            }
+            match std::str::from_utf8(&buf[start..line_end]) {
+                Ok(line) => self.line(line, out),
+                Err(_) => {
+                    result = Err("the event stream is not valid UTF-8".to_string());
+                    break;
+                }
+            }
+            start = i;
+        }
+        self.buf = buf;
+        self.buf.drain(..start);
+        result?;
+        if self.buf.len() + self.data.len() > MAX_SSE_EVENT {
+            return Err(format!(
+                "an event is larger than {} MiB",
+                MAX_SSE_EVENT / (1024 * 1024)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stream ended: dispatches a last event that had no blank line.
+    pub(crate) fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), String> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            let line = std::str::from_utf8(&rest)
+                .map_err(|_| "the event stream is not valid UTF-8".to_string())?
+                .to_owned();
+            self.line(&line, out);
+        }
+        self.line("", out);
+        Ok(())
+    }
+
+    fn line(&mut self, line: &str, out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            if self.has_data {
+                out.push(SseEvent {
+                    event: std::mem::take(&mut self.event),
+                    data: std::mem::take(&mut self.data),
+                });
+            }
+            self.event.clear();
+            self.data.clear();
+            self.has_data = false;
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => value.clone_into(&mut self.event),
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            p.feed(chunk, &mut out).unwrap();
+        }
+        p.finish(&mut out).unwrap();
+        out
+    }
+
+    fn ev(event: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn parses_events_split_anywhere() {
+        let input = "\u{feff}: keep-alive\nevent: response.created\ndata: {\"a\":1}\n\ndata: {\"b\":\ndata: 2}\r\n\r\nevent:x\rdata:[DONE]\r\r";
+        let want = vec![
+            ev("response.created", "{\"a\":1}"),
+            ev("", "{\"b\":\n2}"),
+            ev("x", "[DONE]"),
+        ];
+        for piece in 1..input.len() {
+            assert_eq!(
+                parse_in_pieces(input.as_bytes(), piece),
+                want,
+                "piece size {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn flushes_a_last_event_without_blank_line() {
+        assert_eq!(
+            parse_in_pieces(b"data: {\"x\":1}", 4),
+            vec![ev("", "{\"x\":1}")]
+        );
+    }
+
+    #[test]
+    fn ignores_events_without_data_and_unknown_fields() {
+        assert_eq!(
+            parse_in_pieces(b"event: ping\n\nid: 7\nretry: 10\ndata\n\n", 3),
+            vec![ev("", "")]
+        );
+    }
+
+    #[test]
+    fn keeps_multibyte_characters_split_across_reads() {
+        let input = "data: {\"t\":\"héllo ✓\"}\n\n".as_bytes();
+        assert_eq!(
+            parse_in_pieces(input, 1),
+            vec![ev("", "{\"t\":\"héllo ✓\"}")]
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        let mut p = SseParser::default();
+        assert!(p.feed(b"data: \xff\xfe\n\n", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn redacts_bare_and_bearer_forms() {
+        let s = Secret::new("Bearer sk-live-123456");
+        assert_eq!(
+            redact_secret("bad key sk-live-123456 sent".into(), &s),
+            "bad key [redacted] sent"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The `llmproxy` binary as a user runs it.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and waits for its "listening on" line.
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmproxy"));
+    cmd.args(args)
+        .env_remove("LLMPROXY_API_KEY")
+        .env_remove("LLMPROXY_CONFIG")
+        .env_remove("LLMPROXY_BACKEND")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(Ok(addr));
+            } else if line.contains("Error") || line.contains("error:") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(addr)) => Running {
+            child,
+            url: format!("http://{addr}"),
+        },
+        other => panic!("llmproxy did not start: {other:?}"),
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(no_tls())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn single_backend_mode_from_flags_streams() {
+    let up = FakeOpenResponses::start().await;
+    let started = Instant::now();
+    let proxy = spawn(
+        &[
+            "--backend",
+            "openresponses",
+            "--base-url",
+            &up.base_url,
+            "-l",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let http = client();
+    let r = http
+        .post(format!("{}/v1/responses", proxy.url))
+        .json(&json!({"model": "qwen3", "input": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    eprintln!(
+        "binary: first streamed answer {} ms after spawn",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let (events, done) = parse_sse(&r.text().await.unwrap());
+    crate::spec::check_stream(&events).unwrap();
+    assert!(done);
+}
+
+#[tokio::test]
+async fn config_file_mode_with_env_and_client_key() {
+    let up = FakeOpenResponses::start().await;
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("llmproxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+            single(&up.base_url)
+        ),
+    )
+    .unwrap();
+    let proxy = spawn(
+        &[],
+        &[
+            ("LLMPROXY_CONFIG", path.to_str().unwrap()),
+            ("LLMPROXY_API_KEY", "k-123"),
+        ],
+    );
+    let http = client();
+    let r = http
+        .post(format!("{}/v1/responses", proxy.url))
+        .json(&json!({"model": "m", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{}/v1/responses", proxy.url))
+        .bearer_auth("k-123")
+        .json(&json!({"model": "m", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["output"][0]["content"][0]["text"], "Hello from m");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmproxy"));
+    cmd.args(args)
+        .env_remove("LLMPROXY_API_KEY")
+        .env_remove("LLMPROXY_CONFIG")
+        .env_remove("LLMPROXY_BACKEND")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env("NO_COLOR", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_documents_every_flag_and_env_var() {
+    let (ok, out, _) = run(&["--help"], &[]);
+    assert!(ok);
+    for needle in [
+        "--config",
+        "LLMPROXY_CONFIG",
+        "--listen",
+        "LLMPROXY_LISTEN",
+        "--backend",
+        "LLMPROXY_BACKEND",
+        "--base-url",
+        "LLMPROXY_BASE_URL",
+        "--models",
+        "--api-key-env",
+        "--project",
+        "GOOGLE_CLOUD_PROJECT",
+        "--location",
+        "VERTEX_LOCATION",
+        "--setting",
+        "--check-config",
+        "LLMPROXY_API_KEY",
+        "RUST_LOG",
+    ] {
+        assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
+    }
+}
+
+#[test]
+fn startup_errors_name_the_problem_and_the_fix() {
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\nmodles = 1\n",
+            "modles",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"gpt-[\"]\n",
+            "models[0]",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nkind = \"nonesuch\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
+            "available kinds: openresponses",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\nauth = { bearer_env = \"LLMPROXY_IT_SURELY_UNSET\" }\n",
+            "LLMPROXY_IT_SURELY_UNSET, which is not set",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nmodels = [\"*\"]\n",
+            "base_url is required",
+        ),
+        ("", "no backends configured"),
+    ];
+    for (i, (toml, needle)) in cases.iter().enumerate() {
+        let path = dir.join(format!("c{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let (ok, _, err) = run(&["--check-config", "-c", path.to_str().unwrap()], &[]);
+        assert!(!ok, "case {i} should fail");
+        assert!(err.contains(needle), "case {i}: {err}");
+    }
+    let path = dir.join("good.toml");
+    std::fs::write(&path, single("http://127.0.0.1:9/v1")).unwrap();
+    let (ok, out, err) = run(&["--check-config", "-c", path.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("config OK"), "{out}");
+    let (ok, _, err) = run(
+        &[
+            "--project",
+            "p",
+            "--backend",
+            "openresponses",
+            "--base-url",
+            "http://x/v1",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--project only applies to --backend gcp-vertex"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&[], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("--config") && err.contains("--backend"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../llmproxy.example.toml");
+    let (ok, out, err) = run(
+        &["--check-config", "-c", example],
+        &[("LAB_API_KEY", "example-key")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("backend local (openresponses)"), "{out}");
+    assert!(out.contains("backend lab (openresponses) <- *"), "{out}");
+}

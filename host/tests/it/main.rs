@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1 with the real translator
+//! components, against in-process fake upstreams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod binary;
+mod responses;
+mod spec;
+mod support;

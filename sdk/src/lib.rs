@@ -1,0 +1,268 @@
+//! Building blocks for llmproxy translators.
+//!
+//! A translator is a WebAssembly component that maps between llmproxy's
+//! canonical format (the OpenAI Responses API, as JSON) and one upstream
+//! provider's wire format. The contract is the WIT package
+//! `llmproxy:translator`; this crate wraps its generated bindings in two plain
+//! Rust traits so that the mapping can be written - and unit-tested natively -
+//! without touching the component model:
+//!
+//! ```ignore
+//! struct MyBackend;
+//! impl llmproxy_sdk::Translator for MyBackend { /* ... */ }
+//! llmproxy_sdk::export_translator!(MyBackend);
+//! ```
+//!
+//! Build the component with `cargo build --release --target wasm32-wasip2`.
+
+// Lets the generated bindings name this crate by its public path.
+extern crate self as llmproxy_sdk;
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+pub mod json;
+
+/// The bindings generated from `wit/translator.wit`.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_debug_implementations, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "translator-component",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_component",
+        default_bindings_module: "::llmproxy_sdk::bindings",
+        runtime_path: "::llmproxy_sdk::__wit_bindgen::rt",
+    });
+}
+
+pub use bindings::exports::llmproxy::translator::translator::{
+    Context, Error, ErrorInfo, Headers, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
+
+/// The WIT package version this SDK implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// A translator: request and response mapping for one upstream wire format.
+///
+/// The host creates a fresh component instance per client request and calls
+/// [`Translator::request`] and then either [`Translator::response`] or
+/// [`Translator::stream`] on it.
+pub trait Translator {
+    /// The state kept while mapping one upstream event stream.
+    type Stream: EventStream;
+
+    /// Checks the backend's `settings` (a JSON object) when the host loads its
+    /// config. The default accepts only an empty table.
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        match json::RawObject::parse(settings.as_bytes()) {
+            Ok(obj) => match obj.keys().next() {
+                None => Ok(()),
+                Some(key) => Err(format!(
+                    "unknown setting `{key}`: this translator takes no settings"
+                )),
+            },
+            Err(e) => Err(format!("settings are not a JSON object: {e}")),
+        }
+    }
+
+    /// Maps a canonical Responses request (JSON bytes) to the upstream request.
+    fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error>;
+
+    /// Maps a complete upstream response of any status to a canonical
+    /// Responses object (JSON bytes) or an error. `state` is what
+    /// [`Translator::request`] put in [`UpstreamRequest::state`].
+    fn response(ctx: &Context, state: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error>;
+
+    /// Starts mapping an upstream event stream that answered with `status`.
+    fn stream(ctx: Context, state: String, status: u16, headers: Headers) -> Self::Stream;
+}
+
+/// Maps one upstream event stream to canonical Responses events.
+pub trait EventStream {
+    /// Maps one upstream SSE event (`event` is "" when the event had no name)
+    /// to zero or more canonical events, each a JSON object.
+    fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error>;
+
+    /// The upstream stream ended: returns the events still owed.
+    fn finish(&mut self) -> Result<Vec<String>, Error>;
+}
+
+impl Error {
+    /// A translator fault with a message (HTTP 502 for the client).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
+    /// An invalid request (HTTP 400), optionally naming the field at fault.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Error::InvalidRequest(ErrorInfo {
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code: None,
+        })
+    }
+
+    /// A feature this backend cannot provide (HTTP 400, `unsupported_parameter`).
+    pub fn unsupported(message: impl Into<String>, param: Option<&str>) -> Self {
+        Error::Unsupported(ErrorInfo {
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code: None,
+        })
+    }
+}
+
+/// Turns a non-2xx upstream answer in the OpenAI error format into
+/// [`Error::Upstream`], keeping the upstream status and message.
+///
+/// Understands `{"error":{"message","type","code","param"}}` (OpenAI,
+/// OpenResponses), `{"message","type","code"}` at the top level (vLLM and
+/// friends) and `{"detail": ...}`; anything else becomes a message quoting the
+/// start of the body.
+pub fn openai_style_error(status: u16, body: &[u8]) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Option<Fields>,
+        #[serde(flatten)]
+        top: Fields,
+        detail: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        message: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<serde_json::Value>,
+        param: Option<String>,
+    }
+    let parsed: Option<Envelope> = serde_json::from_slice(body).ok();
+    let (fields, detail) = match parsed {
+        Some(Envelope { error: Some(f), .. }) => (Some(f), None),
+        Some(Envelope { top, detail, .. }) => (Some(top), detail),
+        None => (None, None),
+    };
+    let code = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let message = fields
+        .as_ref()
+        .and_then(|f| f.message.clone())
+        .or_else(|| {
+            detail.map(|d| match d {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "upstream answered HTTP {status}: {}",
+                snippet(&String::from_utf8_lossy(body), 300)
+            )
+        });
+    let (error_type, code, param) = match fields {
+        Some(f) => (f.kind, code(f.code), f.param),
+        None => (None, None, None),
+    };
+    Error::Upstream(UpstreamError {
+        status,
+        message,
+        error_type,
+        code,
+        param,
+        retry_after: None,
+    })
+}
+
+/// The first `max` characters of `text`, with an ellipsis when cut.
+pub fn snippet(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Looks up a header by case-insensitive name.
+pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Exports a [`Translator`] implementation as the component's
+/// `llmproxy:translator/translator` interface. Expands to nothing when not
+/// compiling for WebAssembly, so the mapping stays testable natively.
+#[macro_export]
+macro_rules! export_translator {
+    ($translator:ty) => {
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            use $crate::bindings::exports::llmproxy::translator::translator as wit;
+
+            struct Component;
+            struct StreamResource(
+                ::core::cell::RefCell<<$translator as $crate::Translator>::Stream>,
+            );
+
+            impl wit::Guest for Component {
+                type EventStream = StreamResource;
+
+                fn validate_settings(
+                    settings: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$translator as $crate::Translator>::validate_settings(&settings)
+                }
+
+                fn request(
+                    ctx: wit::Context,
+                    body: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<wit::UpstreamRequest, wit::Error> {
+                    <$translator as $crate::Translator>::request(&ctx, &body)
+                }
+
+                fn response(
+                    ctx: wit::Context,
+                    state: ::std::string::String,
+                    response: wit::UpstreamResponse,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, wit::Error> {
+                    <$translator as $crate::Translator>::response(&ctx, &state, response)
+                }
+            }
+
+            impl wit::GuestEventStream for StreamResource {
+                fn new(
+                    ctx: wit::Context,
+                    state: ::std::string::String,
+                    status: u16,
+                    headers: wit::Headers,
+                ) -> Self {
+                    StreamResource(::core::cell::RefCell::new(
+                        <$translator as $crate::Translator>::stream(ctx, state, status, headers),
+                    ))
+                }
+
+                fn push(
+                    &self,
+                    event: ::std::string::String,
+                    data: ::std::string::String,
+                ) -> ::core::result::Result<::std::vec::Vec<::std::string::String>, wit::Error>
+                {
+                    $crate::EventStream::push(&mut *self.0.borrow_mut(), &event, &data)
+                }
+
+                fn finish(
+                    &self,
+                ) -> ::core::result::Result<::std::vec::Vec<::std::string::String>, wit::Error>
+                {
+                    $crate::EventStream::finish(&mut *self.0.borrow_mut())
+                }
+            }
+
+    $crate::bindings::__export_component!(Component with_types_in $crate::bindings);
+        };
+    };
+}
