@@ -157,7 +157,9 @@ impl Upstream {
                 format!("asked for HTTP method {:?}", request.method),
             )
         })?;
-        if !request.path.starts_with('/') || request.path.contains("://") {
+        // Always relative to the base URL: a leading '/' keeps the
+        // authority out of the translator's reach.
+        if !request.path.starts_with('/') || request.path.starts_with("//") {
             return Err(self.translator_fault(
                 translator,
                 format!(
@@ -525,6 +527,76 @@ mod tests {
     fn rejects_invalid_utf8() {
         let mut p = SseParser::default();
         assert!(p.feed(b"data: \xff\xfe\n\n", &mut Vec::new()).is_err());
+    }
+
+    fn upstream() -> Upstream {
+        let config = crate::config::Config::from_toml(
+            "[[backends]]\nname = \"b\"\nkind = \"k\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"*\"]\n",
+        )
+        .unwrap();
+        Upstream::new(&config.backends[0], None).unwrap()
+    }
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> UpstreamRequest {
+        UpstreamRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: b"{}".to_vec(),
+            state: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn translators_cannot_set_credentials_or_escape_the_base_url() {
+        let up = upstream();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for header in [
+            "Authorization",
+            "x-api-key",
+            "Proxy-Authorization",
+            "x-goog-api-key",
+            "api-key",
+            "cookie",
+        ] {
+            let err = up
+                .send(
+                    "evil",
+                    request("/responses", &[(header, "Bearer stolen")]),
+                    deadline,
+                )
+                .await
+                .unwrap_err();
+            match err {
+                Error::Translator { translator, detail } => {
+                    assert_eq!(translator, "evil");
+                    assert!(detail.contains("credential header"), "{detail}");
+                }
+                other => panic!("{header}: {other:?}"),
+            }
+        }
+        for path in ["responses", "//evil.example/x", "@evil.example/x"] {
+            let err = up
+                .send("evil", request(path, &[]), deadline)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Translator { .. }), "{path}: {err:?}");
+        }
+        let err = up
+            .send(
+                "t",
+                UpstreamRequest {
+                    method: "GE T".into(),
+                    ..request("/x", &[])
+                },
+                deadline,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Translator { .. }), "{err:?}");
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl Translator {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks);
         let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            if e.to_string().contains("maximum concurrent") {
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                 Error::Overloaded(
                     "too many requests in flight: every translator instance is busy \
                      (the limit is translators.max_instances); retry shortly"

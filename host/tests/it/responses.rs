@@ -745,3 +745,36 @@ async fn real_openai_client_non_stream_and_stream() {
     assert_eq!(text, "Hello from qwen3");
     assert!(completed);
 }
+
+#[tokio::test]
+async fn busy_translators_mean_503_with_retry_after() {
+    let up = FakeOpenResponses::start().await;
+    up.script([Reply::Hang]);
+    let config = format!("[translators]\nmax_instances = 1\n{}", single(&up.base_url));
+    let proxy = TestProxy::start(&config).await;
+    let http = proxy.http.clone();
+    let url = format!("{}/v1/responses", proxy.url);
+    let first = tokio::spawn(async move {
+        http.post(url)
+            .json(&json!({"model": "m", "input": "hi"}))
+            .send()
+            .await
+    });
+    // The first request holds the only instance while the upstream hangs.
+    while up.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, headers, body) = proxy
+        .post("/v1/responses", &json!({"model": "m", "input": "hi"}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_instances")
+    );
+    first.abort();
+}
