@@ -61,26 +61,19 @@ impl Backend {
         }
     }
 
-    /// Scrubs credentials out of an upstream error before it leaves.
-    fn scrub(&self, err: Error) -> Error {
-        match err {
-            Error::Upstream {
-                status,
-                message,
-                error_type,
-                code,
-                param,
-                retry_after,
-            } => Error::Upstream {
-                status,
-                message: self.upstream.redact(message),
-                error_type,
-                code,
-                param,
-                retry_after,
-            },
-            other => other,
+    /// Scrubs credentials out of an upstream error before it leaves, and
+    /// fills in the upstream's `Retry-After` when the translator gave none.
+    fn scrub(&self, mut err: Error, upstream_retry_after: Option<u32>) -> Error {
+        if let Error::Upstream {
+            message,
+            retry_after,
+            ..
+        } = &mut err
+        {
+            *message = self.upstream.redact(std::mem::take(message));
+            *retry_after = retry_after.or(upstream_retry_after);
         }
+        err
     }
 }
 
@@ -223,24 +216,7 @@ impl Proxy {
         let out = instance
             .response(&ctx, &state, &upstream_response)
             .await
-            .map_err(|e| match backend.scrub(e) {
-                Error::Upstream {
-                    status,
-                    message,
-                    error_type,
-                    code,
-                    param,
-                    retry_after: None,
-                } => Error::Upstream {
-                    status,
-                    message,
-                    error_type,
-                    code,
-                    param,
-                    retry_after,
-                },
-                other => other,
-            })?;
+            .map_err(|e| backend.scrub(e, retry_after))?;
         let mut object = match serde_json::from_slice::<Value>(&out) {
             Ok(Value::Object(o)) => o,
             _ => {
@@ -308,7 +284,7 @@ struct StreamState {
 
 impl StreamState {
     fn fail(&mut self, err: Error) {
-        let err = self.backend.scrub(err);
+        let err = self.backend.scrub(err, None);
         tracing::warn!(backend = %self.backend.name, "stream failed: {err}");
         self.pending.extend(self.guard.fail(&err));
         self.done = true;

@@ -42,7 +42,7 @@ impl TestProxy {
         }
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+    async fn send(&self, path: &str, body: &Value) -> (StatusCode, HeaderMap, String) {
         let r = self
             .http
             .post(format!("{}{path}", self.url))
@@ -52,7 +52,11 @@ impl TestProxy {
             .unwrap();
         let status = r.status();
         let headers = r.headers().clone();
-        let text = r.text().await.unwrap();
+        (status, headers, r.text().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+        let (status, headers, text) = self.send(path, body).await;
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() && path.ends_with("responses") {
             dump("response", &value);
@@ -62,15 +66,7 @@ impl TestProxy {
 
     /// POSTs and reads an SSE answer: (status, events, saw `[DONE]`).
     pub async fn post_stream(&self, path: &str, body: &Value) -> (StatusCode, Vec<Value>, bool) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
+        let (status, _, text) = self.send(path, body).await;
         let (events, done) = parse_sse(&text);
         if path.ends_with("responses") {
             dump("events", &Value::Array(events.clone()));
