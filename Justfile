@@ -21,8 +21,7 @@ fmt:
 lint:
     cargo clippy --workspace --all-targets --features llmproxy/internals -- -D warnings
 
-# Benchmarks that print tables: startup vs the process floor, and the
-# per-request translator cost in the sandbox vs the same code natively.
+# Benchmarks printing tables: startup, and translator cost in vs out of the sandbox.
 bench:
     cargo bench -p llmproxy --features internals --bench startup --bench translator
 

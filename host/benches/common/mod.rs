@@ -52,14 +52,19 @@ pub fn table(title: &str, samples: &[Sample]) {
     let base = samples[0].percentile(0.5).as_secs_f64();
     for s in samples {
         let median = s.percentile(0.5);
+        let ratio = median.as_secs_f64() / base;
+        let ratio = if ratio >= 0.1 {
+            format!("{ratio:.2}×")
+        } else {
+            format!("1/{:.0}", 1.0 / ratio)
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {:.2}× |",
+            "| {} | {} | {} | {} | {} | {ratio} |",
             s.name,
             s.times.len(),
             fmt(median),
             fmt(s.percentile(0.9)),
             fmt(s.percentile(0.99)),
-            median.as_secs_f64() / base
         );
     }
 }
