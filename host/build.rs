@@ -26,7 +26,7 @@ fn run() -> Result<(), String> {
         .ok_or("host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
-    for dir in ["wit", "sdk", "plugins"] {
+    for dir in ["wit", "api", "sdk", "plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

@@ -315,9 +315,37 @@ fn check_base_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a bundled kind assumes when the config leaves it out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KindDefaults {
+    /// Base URL when `base_url` is not set.
+    pub base_url: Option<&'static str>,
+    /// Environment variable holding a bearer key when `auth` is not set.
+    pub key_env: Option<&'static str>,
+}
+
+impl KindDefaults {
+    pub(crate) fn of(kind: &str) -> Self {
+        match kind {
+            "openai" => KindDefaults {
+                base_url: Some("https://api.openai.com/v1"),
+                key_env: Some("OPENAI_API_KEY"),
+            },
+            _ => KindDefaults::default(),
+        }
+    }
+}
+
 impl BackendConfig {
     fn at(&self) -> String {
         format!("backend {:?}", self.name)
+    }
+
+    /// The base URL: configured, or the kind's default.
+    pub(crate) fn base_url(&self) -> Option<&str> {
+        self.base_url
+            .as_deref()
+            .or(KindDefaults::of(&self.kind).base_url)
     }
 
     /// The backend's settings as a JSON object string.
@@ -339,7 +367,21 @@ impl BackendConfig {
     pub(crate) fn resolve_auth(&self) -> Result<Auth, ConfigError> {
         let at = self.at();
         let Some(value) = &self.auth else {
-            return Ok(Auth::None);
+            let Some(var) = KindDefaults::of(&self.kind).key_env else {
+                return Ok(Auth::None);
+            };
+            let key = std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "{at}: no `auth` is set, so the {kind} backend reads its key from {var}, \
+                     which is not set; export {var}=<key>, point `auth` elsewhere, or set \
+                     auth = \"none\" for a server that needs no key",
+                        kind = self.kind
+                    ))
+                })?;
+            return bearer(&at, &format!("environment variable {var}"), key.trim());
         };
         let table = match value {
             toml::Value::String(s) if s == "none" => return Ok(Auth::None),
@@ -394,18 +436,34 @@ impl BackendConfig {
             ))
         })?;
         let secret = source.read(&at)?;
-        let value = format!("{prefix}{secret}");
-        if http::HeaderValue::from_str(&value).is_err() {
-            return Err(ConfigError::new(format!(
-                "{at}: the credential from {} contains characters not allowed in a header",
-                source.describe()
-            )));
-        }
-        Ok(Auth::Header {
-            name,
-            value: Secret(value),
-        })
+        header_auth(&at, &source.describe(), name, format!("{prefix}{secret}"))
     }
+}
+
+fn bearer(at: &str, source: &str, key: &str) -> Result<Auth, ConfigError> {
+    header_auth(
+        at,
+        source,
+        http::header::AUTHORIZATION,
+        format!("Bearer {key}"),
+    )
+}
+
+fn header_auth(
+    at: &str,
+    source: &str,
+    name: http::HeaderName,
+    value: String,
+) -> Result<Auth, ConfigError> {
+    if http::HeaderValue::from_str(&value).is_err() {
+        return Err(ConfigError::new(format!(
+            "{at}: the credential from {source} contains characters not allowed in a header"
+        )));
+    }
+    Ok(Auth::Header {
+        name,
+        value: Secret(value),
+    })
 }
 
 enum Source<'a> {

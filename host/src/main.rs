@@ -65,6 +65,11 @@ struct Cli {
     )]
     api_key_env: Option<String>,
 
+    /// Single-backend mode: send no upstream credentials (for servers that
+    /// need no key; the openai kind otherwise reads OPENAI_API_KEY).
+    #[arg(long, requires = "backend", conflicts_with = "api_key_env")]
+    no_api_key: bool,
+
     /// Single-backend mode, gcp-vertex: the Google Cloud project.
     #[arg(long, env = "GOOGLE_CLOUD_PROJECT", value_name = "PROJECT")]
     project: Option<String>,
@@ -159,11 +164,15 @@ fn single_backend(
             .unwrap_or_else(|| toml::Value::String(value.to_string()));
         settings.insert(key.trim().to_string(), value);
     }
-    let auth = cli.api_key_env.as_ref().map(|var| {
-        let mut table = toml::Table::new();
-        table.insert("bearer_env".into(), toml::Value::String(var.clone()));
-        toml::Value::Table(table)
-    });
+    let auth = match (&cli.api_key_env, cli.no_api_key) {
+        (Some(var), _) => {
+            let mut table = toml::Table::new();
+            table.insert("bearer_env".into(), toml::Value::String(var.clone()));
+            Some(toml::Value::Table(table))
+        }
+        (None, true) => Some(toml::Value::String("none".into())),
+        (None, false) => None,
+    };
     let config = Config {
         backends: vec![BackendConfig {
             name: kind.to_string(),

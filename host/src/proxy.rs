@@ -126,7 +126,7 @@ impl Proxy {
                     )),
                     other => ConfigError::new(format!("{at}: {other}")),
                 })?;
-            let upstream = Upstream::new(cfg, None)?;
+            let upstream = Upstream::new(cfg)?;
             backends.push(Arc::new(Backend {
                 name: cfg.name.clone(),
                 models: cfg.models.clone(),

@@ -81,15 +81,10 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 }
 
 impl Upstream {
-    pub(crate) fn new(
-        config: &BackendConfig,
-        default_base: Option<&str>,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn new(config: &BackendConfig) -> Result<Self, ConfigError> {
         let at = format!("backend {:?}", config.name);
         let base = config
-            .base_url
-            .as_deref()
-            .or(default_base)
+            .base_url()
             .ok_or_else(|| {
                 ConfigError::new(format!(
                     "{at}: base_url is required for kind {:?}, e.g. base_url = \"http://127.0.0.1:11434/v1\"",
@@ -534,7 +529,7 @@ mod tests {
             "[[backends]]\nname = \"b\"\nkind = \"k\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"*\"]\n",
         )
         .unwrap();
-        Upstream::new(&config.backends[0], None).unwrap()
+        Upstream::new(&config.backends[0]).unwrap()
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> UpstreamRequest {

@@ -22,6 +22,10 @@ extern crate self as llmproxy_sdk;
 pub use wit_bindgen as __wit_bindgen;
 
 pub mod json;
+pub mod passthrough;
+
+/// Wire types and conversions (the `llmproxy-api` crate).
+pub use llmproxy_api as api;
 
 /// The bindings generated from `wit/translator.wit`.
 #[doc(hidden)]
@@ -175,6 +179,55 @@ pub fn openai_style_error(status: u16, body: &[u8]) -> Error {
         param,
         retry_after: None,
     })
+}
+
+impl From<api::ConvertError> for Error {
+    fn from(e: api::ConvertError) -> Self {
+        let info = ErrorInfo {
+            message: e.message,
+            param: e.param,
+            code: None,
+        };
+        if e.unsupported {
+            Error::Unsupported(info)
+        } else {
+            Error::InvalidRequest(info)
+        }
+    }
+}
+
+/// The context's extras (the original Chat request of a Chat client).
+pub fn extras(ctx: &Context) -> Result<api::Extras, Error> {
+    if ctx.extras.is_empty() || ctx.extras == "{}" {
+        return Ok(api::Extras::default());
+    }
+    serde_json::from_str(&ctx.extras)
+        .map_err(|e| Error::invalid(format!("the Chat request is not valid: {e}"), None))
+}
+
+/// Refuses a Chat client's request that uses Chat-only parameters this
+/// backend cannot honour (all those of
+/// [`api::chat::ChatRequest::chat_only_params`] not in `supported`):
+/// dropping them silently would change what the client asked for.
+pub fn refuse_chat_only(
+    extras: &api::Extras,
+    supported: &[&str],
+    backend: &str,
+) -> Result<(), Error> {
+    let Some(chat) = &extras.chat else {
+        return Ok(());
+    };
+    match chat
+        .chat_only_params()
+        .into_iter()
+        .find(|p| !supported.contains(p))
+    {
+        None => Ok(()),
+        Some(param) => Err(Error::unsupported(
+            format!("`{param}` is not supported by {backend}; remove it from the request"),
+            Some(param),
+        )),
+    }
 }
 
 /// The first `max` characters of `text`, with an ellipsis when cut.

@@ -200,11 +200,9 @@ impl Runtime {
         })?;
         let pre = bindings::TranslatorComponentPre::new(pre)
             .map_err(|e| Error::Internal(format!("translator {name:?}: {e:#}")))?;
-        let ticks = limits
-            .call_timeout
-            .as_nanos()
-            .div_ceil(TICK.as_nanos())
-            .max(1);
+        // The epoch may tick right after a call starts, so one tick more
+        // than the timeout spans guarantees the call at least its budget.
+        let ticks = limits.call_timeout.as_nanos().div_ceil(TICK.as_nanos()) + 1;
         Ok(Translator {
             name: name.into(),
             pre,

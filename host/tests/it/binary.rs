@@ -25,6 +25,7 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
         .env_remove("LLMPROXY_API_KEY")
         .env_remove("LLMPROXY_CONFIG")
         .env_remove("LLMPROXY_BACKEND")
+        .env_remove("OPENAI_API_KEY")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -67,7 +68,7 @@ fn client() -> reqwest::Client {
 
 #[tokio::test]
 async fn single_backend_mode_from_flags_streams() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let started = Instant::now();
     let proxy = spawn(
         &[
@@ -100,7 +101,7 @@ async fn single_backend_mode_from_flags_streams() {
 
 #[tokio::test]
 async fn config_file_mode_with_env_and_client_key() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let dir = std::env::temp_dir().join(format!("llmproxy-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("llmproxy.toml");
@@ -147,6 +148,7 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
         .env_remove("LLMPROXY_CONFIG")
         .env_remove("LLMPROXY_BACKEND")
         .env_remove("GOOGLE_CLOUD_PROJECT")
+        .env_remove("OPENAI_API_KEY")
         .env("NO_COLOR", "1");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -174,6 +176,7 @@ fn help_documents_every_flag_and_env_var() {
         "LLMPROXY_BASE_URL",
         "--models",
         "--api-key-env",
+        "--no-api-key",
         "--project",
         "GOOGLE_CLOUD_PROJECT",
         "--location",
@@ -202,7 +205,7 @@ fn startup_errors_name_the_problem_and_the_fix() {
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"nonesuch\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
-            "available kinds: openresponses",
+            "available kinds: openai, openresponses",
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\nauth = { bearer_env = \"LLMPROXY_IT_SURELY_UNSET\" }\n",
@@ -257,9 +260,47 @@ fn example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../llmproxy.example.toml");
     let (ok, out, err) = run(
         &["--check-config", "-c", example],
-        &[("LAB_API_KEY", "example-key")],
+        &[
+            ("LAB_API_KEY", "example-key"),
+            ("OPENAI_API_KEY", "sk-example"),
+        ],
     );
     assert!(ok, "{err}");
     assert!(out.contains("backend local (openresponses)"), "{out}");
+    assert!(
+        out.contains("backend openai (openai) <- gpt-*, o[0-9]*"),
+        "{out}"
+    );
+    assert!(out.contains("backend vllm (openai)"), "{out}");
     assert!(out.contains("backend lab (openresponses) <- *"), "{out}");
+}
+
+#[tokio::test]
+async fn openai_single_backend_mode_serves_chat_clients() {
+    let up = FakeUpstream::start().await;
+    let (ok, _, err) = run(&["--backend", "openai", "--check-config"], &[]);
+    assert!(!ok);
+    assert!(err.contains("OPENAI_API_KEY, which is not set"), "{err}");
+    let proxy = spawn(
+        &[
+            "--backend",
+            "openai",
+            "--base-url",
+            &up.base_url,
+            "--no-api-key",
+            "-l",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let r = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from gpt-x");
+    assert!(up.last().headers.get("authorization").is_none());
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn non_stream_answer_is_spec_valid_and_keeps_unknown_fields() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
     let (status, headers, body) = proxy
         .post("/v1/responses", &json!({"model": "qwen3", "input": "hi"}))
@@ -33,7 +33,7 @@ async fn non_stream_answer_is_spec_valid_and_keeps_unknown_fields() {
 
 #[tokio::test]
 async fn request_fields_arrive_verbatim_including_unknown_ones() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
     let request = json!({
         "model": "qwen3",
@@ -57,7 +57,7 @@ async fn request_fields_arrive_verbatim_including_unknown_ones() {
 
 #[tokio::test]
 async fn model_is_rewritten_per_config_and_echoed_as_sent() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let config = format!(
         "{}\n[backends.model_map]\nqwen3 = \"qwen3:8b-instruct\"\n",
         single(&up.base_url)
@@ -80,7 +80,7 @@ async fn model_is_rewritten_per_config_and_echoed_as_sent() {
 
 #[tokio::test]
 async fn openai_only_reasoning_effort_is_mapped_for_strict_servers() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
     let (status, _, body) = proxy
         .post(
@@ -98,7 +98,7 @@ async fn openai_only_reasoning_effort_is_mapped_for_strict_servers() {
 
 #[tokio::test]
 async fn stream_is_spec_valid_renumbered_and_ends_with_done() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
     let (status, events, done) = proxy
         .post_stream(
@@ -148,7 +148,7 @@ async fn stream_is_spec_valid_renumbered_and_ends_with_done() {
 
 #[tokio::test]
 async fn stream_cut_off_midway_ends_with_response_failed() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let events = text_stream_events("m", "one two three");
     up.script([Reply::Sse {
         chunks: sse_body(&events[..6]),
@@ -182,7 +182,7 @@ async fn stream_cut_off_midway_ends_with_response_failed() {
 
 #[tokio::test]
 async fn stream_idle_upstream_times_out_with_a_terminal_event() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let events = text_stream_events("m", "one two");
     up.script([Reply::Sse {
         chunks: sse_body(&events[..4]),
@@ -207,7 +207,7 @@ async fn stream_idle_upstream_times_out_with_a_terminal_event() {
 
 #[tokio::test]
 async fn upstream_error_event_becomes_error_then_response_failed() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let events = text_stream_events("m", "x");
     let mut chunks = sse_body(&events[..2]);
     // OpenAI's flat error-event shape.
@@ -243,7 +243,7 @@ async fn upstream_error_event_becomes_error_then_response_failed() {
 
 #[tokio::test]
 async fn upstream_answering_a_stream_request_with_json_is_replayed_as_a_stream() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     up.script([Reply::Json(
         200,
         response_object("m", "completed", "whole answer"),
@@ -270,9 +270,9 @@ async fn upstream_answering_a_stream_request_with_json_is_replayed_as_a_stream()
 #[tokio::test]
 async fn routing_first_matching_backend_wins() {
     let (a, b, c) = (
-        FakeOpenResponses::start().await,
-        FakeOpenResponses::start().await,
-        FakeOpenResponses::start().await,
+        FakeUpstream::start().await,
+        FakeUpstream::start().await,
+        FakeUpstream::start().await,
     );
     let config = format!(
         r#"
@@ -303,7 +303,7 @@ models = ["*"]
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    let models = |f: &FakeOpenResponses| -> Vec<String> {
+    let models = |f: &FakeUpstream| -> Vec<String> {
         f.received()
             .iter()
             .map(|r| r.body["model"].as_str().unwrap().to_string())
@@ -316,7 +316,7 @@ models = ["*"]
 
 #[tokio::test]
 async fn unrouted_model_is_404_model_not_found() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let config = single(&up.base_url).replace("[\"*\"]", "[\"gemini-*\"]");
     let proxy = TestProxy::start(&config).await;
     let (status, _, body) = proxy
@@ -331,7 +331,7 @@ async fn unrouted_model_is_404_model_not_found() {
 
 #[tokio::test]
 async fn client_auth_when_a_key_is_set() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start_with_key(&single(&up.base_url), Some("s3cret-key")).await;
     let url = format!("{}/v1/responses", proxy.url);
     let body = json!({"model": "m", "input": "hi"});
@@ -383,7 +383,7 @@ async fn client_auth_when_a_key_is_set() {
 
 #[tokio::test]
 async fn upstream_credentials_come_from_config_not_the_client() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let key_file = std::env::temp_dir().join(format!("llmproxy-it-key-{}", std::process::id()));
     std::fs::write(&key_file, "sk-up-987654\n").unwrap();
     let config = format!(
@@ -426,7 +426,7 @@ async fn upstream_credentials_come_from_config_not_the_client() {
 
 #[tokio::test]
 async fn healthz_and_models() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let config = format!(
         r#"
 [[backends]]
@@ -479,7 +479,7 @@ models = ["qwen3", "*"]
 
 #[tokio::test]
 async fn upstream_4xx_and_5xx_pass_through_with_status_and_message() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
     // The strict fake rejects a non-string `input` itself.
     let (status, _, body) = proxy
@@ -554,7 +554,7 @@ async fn upstream_unreachable_is_502_and_slow_upstream_is_504() {
         );
     }
 
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     up.script([Reply::Hang]);
     let config = format!("{}first_byte_timeout_secs = 0.3\n", single(&up.base_url));
     let proxy = TestProxy::start(&config).await;
@@ -569,7 +569,7 @@ async fn upstream_unreachable_is_502_and_slow_upstream_is_504() {
 
 #[tokio::test]
 async fn bad_requests_get_openai_shaped_4xx() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let config = format!("[server]\nmax_body_mib = 1\n{}", single(&up.base_url));
     let proxy = TestProxy::start(&config).await;
     let url = format!("{}/v1/responses", proxy.url);
@@ -646,14 +646,15 @@ async fn bad_requests_get_openai_shaped_4xx() {
 
 #[tokio::test]
 async fn translator_limits_fail_only_that_request() {
-    let up = FakeOpenResponses::start().await;
-    // A 5 ms budget cannot parse a 12 MB body inside the sandbox.
+    let up = FakeUpstream::start().await;
+    // A budget of a few ms cannot parse a 12 MB body of a million small
+    // values inside the sandbox.
     let config = format!(
         "[translators]\ncall_timeout_ms = 1\n[server]\nmax_body_mib = 64\n{}",
         single(&up.base_url)
     );
     let proxy = TestProxy::start(&config).await;
-    let big = json!({"model": "m", "input": "x".repeat(12 * 1024 * 1024)});
+    let big = json!({"model": "m", "input": "x".repeat(12 * 1024 * 1024), "x_many": vec![[1, 2]; 1_000_000]});
     let (status, _, body) = proxy.post("/v1/responses", &big).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "translator_error");
@@ -689,7 +690,7 @@ async fn translator_limits_fail_only_that_request() {
 
 #[tokio::test]
 async fn bad_settings_are_rejected_at_startup() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let config = format!(
         "{}[backends.settings]\nprojcet = \"x\"\n",
         single(&up.base_url)
@@ -704,19 +705,9 @@ async fn bad_settings_are_rejected_at_startup() {
 #[tokio::test]
 async fn real_openai_client_non_stream_and_stream() {
     use async_openai::types::responses::{CreateResponseArgs, ResponseStreamEvent};
-    // async-openai builds a default reqwest client before ours replaces it;
-    // that needs a process-wide TLS provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
-    let config = async_openai::config::OpenAIConfig::new()
-        .with_api_base(format!("{}/v1", proxy.url))
-        .with_api_key("unused");
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(no_tls())
-        .build()
-        .unwrap();
-    let client = async_openai::Client::with_config(config).with_http_client(http);
+    let client = openai_client(&proxy.url);
 
     let request = CreateResponseArgs::default()
         .model("qwen3")
@@ -748,7 +739,7 @@ async fn real_openai_client_non_stream_and_stream() {
 
 #[tokio::test]
 async fn busy_translators_mean_503_with_retry_after() {
-    let up = FakeOpenResponses::start().await;
+    let up = FakeUpstream::start().await;
     up.script([Reply::Hang]);
     let config = format!("[translators]\nmax_instances = 1\n{}", single(&up.base_url));
     let proxy = TestProxy::start(&config).await;

@@ -87,6 +87,21 @@ fn dump(kind: &str, value: &Value) {
     }
 }
 
+/// An async-openai client for the proxy at `url`.
+pub fn openai_client(url: &str) -> async_openai::Client<async_openai::config::OpenAIConfig> {
+    // async-openai builds a default reqwest client before ours replaces it;
+    // that needs a process-wide TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = async_openai::config::OpenAIConfig::new()
+        .with_api_base(format!("{url}/v1"))
+        .with_api_key("unused");
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(no_tls())
+        .build()
+        .unwrap();
+    async_openai::Client::with_config(config).with_http_client(http)
+}
+
 /// A rustls config for plain-HTTP test clients (no provider installed
 /// globally, no TLS used).
 pub fn no_tls() -> rustls::ClientConfig {
@@ -164,20 +179,23 @@ struct FakeState {
     script: Arc<Mutex<VecDeque<Reply>>>,
 }
 
-/// A strict in-process OpenResponses server: `POST /v1/responses`.
+/// A strict in-process OpenAI-style server: `POST /v1/responses` (an
+/// OpenResponses server) and `POST /v1/chat/completions`.
 ///
-/// Like a real one it rejects bodies that are not JSON objects, a missing or
-/// non-string `model`, `input` of the wrong type and `reasoning.effort`
-/// values outside the OpenResponses enum. Unless a reply is scripted, it
-/// answers `Hello from <model>` (JSON or SSE with `[DONE]`), adding an
-/// unknown field `x_vendor` to the response and to one event.
-pub struct FakeOpenResponses {
+/// `/v1/responses`, like a real server, rejects bodies that are not JSON
+/// objects, a missing or non-string `model`, `input` of the wrong type and
+/// `reasoning.effort` values outside the OpenResponses enum. Unless a reply
+/// is scripted, it answers `Hello from <model>` (JSON or SSE with `[DONE]`),
+/// adding an unknown field `x_vendor` to the response and to one event.
+///
+/// `/v1/chat/completions` is described at [`chat`].
+pub struct FakeUpstream {
     pub base_url: String,
     state: FakeState,
 }
 
-impl FakeOpenResponses {
-    pub async fn start() -> FakeOpenResponses {
+impl FakeUpstream {
+    pub async fn start() -> FakeUpstream {
         let state = FakeState::default();
         let app = axum::Router::new()
             .fallback(handle)
@@ -187,7 +205,7 @@ impl FakeOpenResponses {
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FakeOpenResponses {
+        FakeUpstream {
             base_url: format!("http://{addr}/v1"),
             state,
         }
@@ -236,6 +254,9 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
     let next = state.script.lock().unwrap().pop_front();
     if let Some(reply) = next {
         return scripted(reply).await;
+    }
+    if method == "POST" && path == "/v1/chat/completions" {
+        return chat(&headers, &body).await;
     }
     if method != "POST" || path != "/v1/responses" {
         return openai_error(404, &format!("no route {method} {path}"), None);
@@ -399,5 +420,232 @@ kind = "openresponses"
 base_url = "{base_url}"
 models = ["*"]
 "#
+    )
+}
+
+/// `POST /v1/chat/completions`, strict like OpenAI: `model` and non-empty
+/// `messages` required, known roles only, every assistant `tool_calls` id
+/// answered by a `tool` message right after it and no `tool` message without
+/// its call, `stream_options` only with `stream`, `content` of user and
+/// system messages present.
+///
+/// Unscripted behaviour: with tools and a user message last, it calls the
+/// first tool (`{"city":"Paris"}`, or no arguments when the tool takes none),
+/// or both of the first two tools when the user says "both"; after tool
+/// results it answers `Results: <outputs>`; otherwise `Hello from <model>`.
+/// With `reasoning_effort` it adds `reasoning_content`. Streams come in
+/// OpenAI's chunk shapes (usage chunk only with `include_usage`).
+async fn chat(headers: &HeaderMap, body: &Value) -> Response {
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+        return openai_error(415, "content-type must be application/json", None);
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return openai_error(400, "you must provide a model parameter", Some("model"));
+    };
+    let messages = match body.get("messages").and_then(Value::as_array) {
+        Some(m) if !m.is_empty() => m,
+        _ => {
+            return openai_error(
+                400,
+                "'messages' must be a non-empty array",
+                Some("messages"),
+            );
+        }
+    };
+    let stream = body.get("stream") == Some(&Value::Bool(true));
+    if body.get("stream_options").is_some() && !stream {
+        return openai_error(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            Some("stream_options"),
+        );
+    }
+    let mut pending: Vec<String> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if !pending.is_empty() && role != "tool" {
+            return openai_error(
+                400,
+                &format!(
+                    "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}",
+                    pending.join(", ")
+                ),
+                Some(&format!("messages.[{i}].role")),
+            );
+        }
+        match role {
+            "system" | "developer" | "user" => {
+                if m.get("content").is_none_or(Value::is_null) {
+                    return openai_error(
+                        400,
+                        "content is required",
+                        Some(&format!("messages.[{i}].content")),
+                    );
+                }
+            }
+            "assistant" => {
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    pending.push(call["id"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            "tool" => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                match pending.iter().position(|p| p == id) {
+                    Some(p) => {
+                        pending.remove(p);
+                    }
+                    None => {
+                        return openai_error(
+                            400,
+                            &format!(
+                                "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls' ({id})."
+                            ),
+                            Some(&format!("messages.[{i}].role")),
+                        );
+                    }
+                }
+            }
+            other => {
+                return openai_error(
+                    400,
+                    &format!(
+                        "Invalid value: '{other}'. Supported values are: 'system', 'assistant', 'user', 'tool', 'developer'."
+                    ),
+                    Some(&format!("messages[{i}].role")),
+                );
+            }
+        }
+    }
+    let last = messages.last().unwrap();
+    let tools: Vec<&Value> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut calls = Vec::new();
+    let mut text = format!("Hello from {model}");
+    if last["role"] == "user" && !tools.is_empty() {
+        let both = last["content"].to_string().contains("both");
+        for (i, tool) in tools.iter().take(if both { 2 } else { 1 }).enumerate() {
+            let f = &tool["function"];
+            let takes_args = f
+                .pointer("/parameters/properties")
+                .and_then(Value::as_object)
+                .is_some_and(|p| !p.is_empty());
+            let args = if takes_args {
+                "{\"city\":\"Paris\"}"
+            } else {
+                ""
+            };
+            calls.push((
+                format!("call_{}", i + 1),
+                f["name"].as_str().unwrap().to_string(),
+                args.to_string(),
+            ));
+        }
+        text.clear();
+    } else if last["role"] == "tool" {
+        let outputs: Vec<String> = messages
+            .iter()
+            .rev()
+            .take_while(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .collect();
+        text = format!(
+            "Results: {}",
+            outputs.into_iter().rev().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let reasoning = body
+        .get("reasoning_effort")
+        .is_some()
+        .then_some("Thinking about it.");
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    let usage = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+        "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}});
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    if !stream {
+        let tool_calls: Vec<Value> = calls.iter().map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})).collect();
+        let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
+        if !tool_calls.is_empty() {
+            message["tool_calls"] = json!(tool_calls);
+        }
+        if let Some(r) = reasoning {
+            message["reasoning_content"] = json!(r);
+        }
+        let choices: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut m = message.clone();
+                if i > 0 {
+                    m["content"] = json!(format!("{text} #{i}"));
+                }
+                json!({"index": i, "message": m, "logprobs": null, "finish_reason": finish})
+            })
+            .collect();
+        let answer = json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1767000000, "model": model,
+            "choices": choices, "usage": usage, "system_fingerprint": "fp_fake"});
+        return scripted(Reply::Json(
+            200,
+            answer,
+            vec![("x-request-id", "req_chat_1")],
+        ))
+        .await;
+    }
+    let chunk = |delta: Value, finish: Option<&str>| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1767000000, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        )
+    };
+    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    if let Some(r) = reasoning {
+        chunks.push(chunk(json!({"reasoning_content": r}), None));
+    }
+    for word in text.split_inclusive(' ') {
+        chunks.push(chunk(json!({"content": word}), None));
+    }
+    for (i, (id, name, args)) in calls.iter().enumerate() {
+        chunks.push(chunk(json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}), None));
+        let (a, b) = args.split_at(args.len() / 2);
+        for piece in [a, b] {
+            if !piece.is_empty() {
+                chunks.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                    None,
+                ));
+            }
+        }
+    }
+    chunks.push(chunk(json!({}), Some(finish)));
+    if body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
+        chunks.push(format!("data: {}\n\n", json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1767000000, "model": model, "choices": [], "usage": usage})));
+    }
+    chunks.push("data: [DONE]\n\n".into());
+    scripted(Reply::Sse {
+        chunks,
+        delay: Duration::ZERO,
+        then_hang: false,
+    })
+    .await
+}
+
+/// A backend of `kind` at `base_url` serving every model.
+pub fn backend(kind: &str, base_url: &str, extra: &str) -> String {
+    format!(
+        "[[backends]]\nname = \"{kind}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodels = [\"*\"]\n{extra}\n"
     )
 }

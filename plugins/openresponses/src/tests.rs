@@ -203,3 +203,21 @@ fn stream_reports_garbage() {
         "{err:?}"
     );
 }
+
+#[test]
+fn chat_only_parameters_are_refused() {
+    let mut c = ctx(false);
+    c.extras =
+        json!({"chat": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "seed": 3}})
+            .to_string();
+    let err = OpenResponses::request(&c, br#"{"model":"m","input":"hi"}"#).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported(i) if i.param.as_deref() == Some("seed")),
+        "{err:?}"
+    );
+    c.extras = json!({"chat": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "temperature": 0.1}}).to_string();
+    assert!(
+        OpenResponses::request(&c, br#"{"model":"m","input":"hi"}"#).is_ok(),
+        "n = 1 is fine"
+    );
+}

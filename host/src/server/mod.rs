@@ -1,8 +1,11 @@
-//! The HTTP surface: routes, client authentication, body limits, and
-//! rendering canonical output as Responses JSON or SSE.
+//! The HTTP surface: routes, client authentication, body limits; the
+//! endpoints render canonical output in the client's format.
+
+mod chat;
+mod responses;
 
 use crate::error::Error;
-use crate::proxy::{Outcome, Proxy};
+use crate::proxy::Proxy;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,10 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::convert::Infallible;
 use subtle::ConstantTimeEq;
 
@@ -23,8 +25,10 @@ use subtle::ConstantTimeEq;
 /// optional.
 pub(crate) fn router(proxy: Proxy) -> Router {
     let api = Router::new()
-        .route("/v1/responses", post(responses))
-        .route("/responses", post(responses))
+        .route("/v1/responses", post(responses::handle))
+        .route("/responses", post(responses::handle))
+        .route("/v1/chat/completions", post(chat::handle))
+        .route("/chat/completions", post(chat::handle))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route_layer(middleware::from_fn_with_state(proxy.clone(), authenticate));
@@ -44,7 +48,7 @@ async fn not_found(request: Request) -> Error {
     Error::Route {
         status: StatusCode::NOT_FOUND,
         message: format!(
-            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, GET /v1/models and GET /healthz.",
+            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, POST /v1/chat/completions, GET /v1/models and GET /healthz.",
             request.method(),
             request.uri().path()
         ),
@@ -87,7 +91,7 @@ async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) 
 }
 
 /// Reads a request body, enforcing the size limit with a 413.
-async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, Error> {
+pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, Error> {
     let limit = proxy.inner.max_body_bytes;
     let too_large = Error::PayloadTooLarge {
         limit_mib: proxy.inner.max_body_mib,
@@ -111,28 +115,7 @@ async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, Error> {
     }
 }
 
-/// `POST /v1/responses`
-async fn responses(State(proxy): State<Proxy>, request: Request) -> Response {
-    let body = match read_body(&proxy, request).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    match proxy.execute(body, "{}").await {
-        Ok(Outcome::Complete {
-            response,
-            upstream_id,
-        }) => with_upstream_id(axum::Json(response).into_response(), upstream_id),
-        Ok(Outcome::Stream {
-            events,
-            upstream_id,
-        }) => with_upstream_id(sse(events), upstream_id),
-        Err(e) => {
-            tracing::info!(status = e.status().as_u16(), "request failed: {e}");
-            e.into_response()
-        }
-    }
-}
-
+/// Adds the upstream's request id, if it sent one.
 fn with_upstream_id(mut response: Response, id: Option<String>) -> Response {
     if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response
@@ -142,34 +125,13 @@ fn with_upstream_id(mut response: Response, id: Option<String>) -> Response {
     response
 }
 
-fn is_terminal(kind: &str) -> bool {
-    matches!(
-        kind,
-        "response.completed" | "response.incomplete" | "response.failed"
-    )
-}
-
-/// Renders canonical events as Responses SSE: `event:`/`data:` pairs, and
-/// `data: [DONE]` after the terminal event (OpenResponses requires it;
-/// OpenAI clients ignore it).
-fn sse(events: BoxStream<'static, Value>) -> Response {
-    let frames = events.ready_chunks(64).map(|batch| {
-        let mut buf = Vec::with_capacity(batch.len() * 256);
-        for event in &batch {
-            let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-            buf.extend_from_slice(b"event: ");
-            buf.extend_from_slice(kind.as_bytes());
-            buf.extend_from_slice(b"\ndata: ");
-            // Serializing a Value into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut buf, event);
-            buf.extend_from_slice(b"\n\n");
-            if is_terminal(kind) {
-                buf.extend_from_slice(b"data: [DONE]\n\n");
-            }
-        }
-        Ok::<_, Infallible>(Bytes::from(buf))
-    });
-    let mut response = Response::new(Body::from_stream(frames));
+/// A streamed response with SSE headers; `frames` yields ready-made bytes.
+fn sse_response<S>(frames: S) -> Response
+where
+    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+{
+    let body = Body::from_stream(frames.map(Ok::<_, Infallible>));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

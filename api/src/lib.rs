@@ -1,0 +1,85 @@
+//! Wire types of the OpenAI **Responses** API (llmproxy's canonical format,
+//! as standardised by OpenResponses) and of **Chat Completions**, and the
+//! conversions between them.
+//!
+//! Every struct keeps the fields it does not know in an `extra` map, so a
+//! request or response survives a parse/serialize round trip unchanged.
+//! Nothing here does I/O; the crate builds for `wasm32-wasip2` too, where the
+//! bundled translators use it.
+//!
+//! - [`responses`]: the canonical request, items, content parts, response.
+//! - [`chat`]: Chat Completions request, response and chunk.
+//! - [`chat_request`]: Chat request ⇄ canonical request.
+//! - [`chat_response`]: canonical response ⇄ Chat completion.
+//! - [`chat_stream`]: canonical events → Chat chunks, and Chat chunks →
+//!   canonical events.
+//! - [`stream`]: [`stream::StreamBuilder`], which emits a well-formed canonical
+//!   event stream from provider deltas.
+
+pub mod chat;
+pub mod chat_request;
+pub mod chat_response;
+pub mod chat_stream;
+pub mod ids;
+pub mod responses;
+pub mod stream;
+
+#[cfg(test)]
+mod golden;
+
+/// Prefix of llmproxy's reasoning envelopes: `encrypted_content` of a
+/// reasoning item that carries another provider's opaque state (Gemini
+/// thought signatures, Claude thinking signatures) is `pxy1.` followed by
+/// base64url JSON naming the provider. Such items mean nothing to OpenAI.
+pub const ENVELOPE_PREFIX: &str = "pxy1.";
+
+/// What the host passes to translators besides the canonical request
+/// (`context.extras`): for Chat clients, the original Chat request, whose
+/// Chat-only parameters (`stop`, `n`, `seed`, ...) the canonical request
+/// cannot carry.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Extras {
+    /// The client's Chat Completions request, when it spoke Chat.
+    #[serde(default)]
+    pub chat: Option<chat::ChatRequest>,
+}
+
+/// Why a conversion failed: the client sent something invalid, or something
+/// the target format cannot express.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError {
+    /// What is wrong and how to fix it.
+    pub message: String,
+    /// The offending field, e.g. `messages[2].content`.
+    pub param: Option<String>,
+    /// Whether the input was invalid (false) or valid but unsupported (true).
+    pub unsupported: bool,
+}
+
+impl ConvertError {
+    /// The input is invalid.
+    pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> Self {
+        ConvertError {
+            message: message.into(),
+            param: Some(param.into()),
+            unsupported: false,
+        }
+    }
+
+    /// The input is valid but the target cannot express it.
+    pub fn unsupported(message: impl Into<String>, param: impl Into<String>) -> Self {
+        ConvertError {
+            message: message.into(),
+            param: Some(param.into()),
+            unsupported: true,
+        }
+    }
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConvertError {}

@@ -1,0 +1,289 @@
+//! llmproxy translator for OpenAI and every OpenAI-compatible server.
+//!
+//! Two upstream APIs, chosen by the setting `api`:
+//!
+//! - `"chat"` (default): `POST {base_url}/chat/completions`, which vLLM,
+//!   Ollama, llama.cpp, Groq, DeepSeek, xAI and OpenAI all serve. A request
+//!   from a Chat client is sent as the client wrote it - every field, known
+//!   or not - with only `model` rewritten and, for streams, usage requested;
+//!   a Responses request is converted (`llmproxy_api::chat_request`).
+//!   Answers (and `reasoning_content`) are mapped to canonical Responses
+//!   output.
+//! - `"responses"`: `POST {base_url}/responses` (OpenAI's Responses API), a
+//!   pass-through like the openresponses translator. Reasoning items carrying
+//!   another provider's state are dropped, and Chat-only parameters refused.
+//!
+//! Settings: `api` (`chat` | `responses`), `path` (endpoint relative to
+//! `base_url`), `max_tokens_param` (`max_completion_tokens` | `max_tokens`,
+//! for converted requests), `instructions_role` (`system` | `developer`).
+
+use llmproxy_sdk::api::chat::ChatCompletion;
+use llmproxy_sdk::api::chat_request::{ChatOptions, responses_to_chat};
+use llmproxy_sdk::api::chat_response::chat_to_response;
+use llmproxy_sdk::api::chat_stream::ChunkParser;
+use llmproxy_sdk::api::ids::IdGen;
+use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::{ENVELOPE_PREFIX, Extras};
+use llmproxy_sdk::json::RawObject;
+use llmproxy_sdk::{
+    Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
+    UpstreamResponse, passthrough,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The OpenAI translator.
+#[derive(Debug)]
+pub struct OpenAi;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    api: Option<String>,
+    path: Option<String>,
+    max_tokens_param: Option<String>,
+    instructions_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Responses,
+}
+
+impl Settings {
+    fn parse(settings: &str) -> Result<Self, String> {
+        let s: Settings = serde_json::from_str(settings).map_err(|e| e.to_string())?;
+        let check = |key: &str, value: &Option<String>, allowed: &[&str]| match value {
+            Some(v) if !allowed.contains(&v.as_str()) => Err(format!(
+                "setting `{key}` = {v:?} is not one of {}",
+                allowed.join(", ")
+            )),
+            _ => Ok(()),
+        };
+        check("api", &s.api, &["chat", "responses"])?;
+        check(
+            "max_tokens_param",
+            &s.max_tokens_param,
+            &["max_completion_tokens", "max_tokens"],
+        )?;
+        check(
+            "instructions_role",
+            &s.instructions_role,
+            &["system", "developer"],
+        )?;
+        if let Some(path) = &s.path
+            && !path.starts_with('/')
+        {
+            return Err(format!("setting `path` must start with '/', got {path:?}"));
+        }
+        Ok(s)
+    }
+
+    fn api(&self) -> Api {
+        match self.api.as_deref() {
+            Some("responses") => Api::Responses,
+            _ => Api::Chat,
+        }
+    }
+
+    fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| match self.api() {
+            Api::Chat => "/chat/completions".into(),
+            Api::Responses => "/responses".into(),
+        })
+    }
+}
+
+fn settings(ctx: &Context) -> Result<Settings, Error> {
+    Settings::parse(&ctx.settings).map_err(Error::internal)
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::internal(e.to_string())
+}
+
+fn post(ctx: &Context, path: String, body: Vec<u8>) -> UpstreamRequest {
+    let accept = if ctx.streaming {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    UpstreamRequest {
+        method: "POST".into(),
+        path,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("accept".into(), accept.into()),
+        ],
+        body,
+        state: String::new(),
+    }
+}
+
+impl Translator for OpenAi {
+    type Stream = Stream;
+
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        Settings::parse(settings).map(drop)
+    }
+
+    fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        let settings = settings(ctx)?;
+        let extras = llmproxy_sdk::extras(ctx)?;
+        let body = match settings.api() {
+            Api::Chat if extras.chat.is_some() => chat_passthrough(ctx, &extras)?,
+            Api::Chat => {
+                let request: CreateResponse = serde_json::from_slice(body)
+                    .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
+                let options = ChatOptions {
+                    legacy_max_tokens: settings.max_tokens_param.as_deref() == Some("max_tokens"),
+                    developer_instructions: settings.instructions_role.as_deref()
+                        == Some("developer"),
+                };
+                let chat =
+                    responses_to_chat(&request, &ctx.upstream_model, ctx.streaming, options)?;
+                serde_json::to_vec(&chat).map_err(json_error)?
+            }
+            Api::Responses => {
+                llmproxy_sdk::refuse_chat_only(&extras, &[], "the OpenAI Responses API")?;
+                responses_passthrough(ctx, body)?
+            }
+        };
+        Ok(post(ctx, settings.path(), body))
+    }
+
+    fn response(ctx: &Context, _: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
+        match settings(ctx)?.api() {
+            Api::Responses => passthrough::response_body(response.status, response.body),
+            Api::Chat => {
+                if !(200..300).contains(&response.status) {
+                    return Err(llmproxy_sdk::openai_style_error(
+                        response.status,
+                        &response.body,
+                    ));
+                }
+                let chat: ChatCompletion = serde_json::from_slice(&response.body).map_err(|e| {
+                    Error::internal(format!(
+                        "upstream answered with a body that is not a chat.completion ({e}): {}",
+                        llmproxy_sdk::snippet(&String::from_utf8_lossy(&response.body), 200)
+                    ))
+                })?;
+                let canonical = chat_to_response(&chat, &mut IdGen::new());
+                serde_json::to_vec(&canonical).map_err(json_error)
+            }
+        }
+    }
+
+    fn stream(ctx: Context, _: String, _: u16, _: Headers) -> Stream {
+        match Settings::parse(&ctx.settings).map(|s| s.api()) {
+            Ok(Api::Responses) => Stream::Responses,
+            _ => Stream::Chat(Box::new(ChunkParser::new(IdGen::new()))),
+        }
+    }
+}
+
+/// The Chat client's own request, with `model` rewritten and - for streams -
+/// `stream_options.include_usage` set (the canonical stream needs usage; the
+/// host shows the usage chunk only to clients that asked for it).
+fn chat_passthrough(ctx: &Context, extras: &Extras) -> Result<Vec<u8>, Error> {
+    if ctx.streaming
+        && extras
+            .chat
+            .as_ref()
+            .and_then(|c| c.n)
+            .is_some_and(|n| n > 1)
+    {
+        return Err(Error::unsupported(
+            "`n` above 1 is supported only without streaming",
+            Some("n"),
+        ));
+    }
+    let outer = RawObject::parse(ctx.extras.as_bytes()).map_err(json_error)?;
+    let raw = outer
+        .get("chat")
+        .ok_or_else(|| Error::internal("extras without the Chat request"))?;
+    let mut chat = RawObject::parse(raw.get().as_bytes()).map_err(json_error)?;
+    chat.set("model", &ctx.upstream_model).map_err(json_error)?;
+    if ctx.streaming {
+        chat.set("stream", true).map_err(json_error)?;
+        let mut options = match chat.get_as::<Value>("stream_options") {
+            Ok(Some(Value::Object(o))) => o,
+            _ => serde_json::Map::new(),
+        };
+        options.insert("include_usage".into(), json!(true));
+        chat.set("stream_options", options).map_err(json_error)?;
+    }
+    Ok(chat.to_vec())
+}
+
+/// The canonical request for OpenAI's Responses API: `model` and `stream`
+/// set, and reasoning items holding another provider's state (llmproxy
+/// envelopes) removed - OpenAI would reject them.
+fn responses_passthrough(ctx: &Context, body: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut obj = RawObject::parse(body)
+        .map_err(|e| Error::invalid(format!("the request is not a JSON object: {e}"), None))?;
+    obj.set("model", &ctx.upstream_model).map_err(json_error)?;
+    if ctx.streaming || obj.get("stream").is_some() {
+        obj.set("stream", ctx.streaming).map_err(json_error)?;
+    }
+    if obj
+        .get("input")
+        .is_some_and(|raw| raw.get().contains(ENVELOPE_PREFIX))
+        && let Ok(Some(Value::Array(items))) = obj.get_as::<Value>("input")
+    {
+        let kept: Vec<Value> = items
+            .into_iter()
+            .filter(|item| {
+                !(item.get("type").and_then(Value::as_str) == Some("reasoning")
+                    && item
+                        .get("encrypted_content")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.starts_with(ENVELOPE_PREFIX)))
+            })
+            .collect();
+        obj.set("input", kept).map_err(json_error)?;
+    }
+    Ok(obj.to_vec())
+}
+
+/// Stream state: Chat chunks, or Responses events passed through.
+#[derive(Debug)]
+pub enum Stream {
+    Chat(Box<ChunkParser>),
+    Responses,
+}
+
+fn to_strings(events: Vec<Value>) -> Vec<String> {
+    events.into_iter().map(|e| e.to_string()).collect()
+}
+
+impl EventStream for Stream {
+    fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
+        match self {
+            Stream::Responses => passthrough::event(event, data),
+            Stream::Chat(parser) => parser.push(data).map(to_strings).map_err(|e| {
+                Error::Upstream(UpstreamError {
+                    status: 502,
+                    message: e.message,
+                    error_type: e.error_type,
+                    code: e.code,
+                    param: None,
+                    retry_after: None,
+                })
+            }),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>, Error> {
+        match self {
+            Stream::Responses => Ok(Vec::new()),
+            Stream::Chat(parser) => Ok(to_strings(parser.end())),
+        }
+    }
+}
+
+llmproxy_sdk::export_translator!(OpenAi);
+
+#[cfg(test)]
+mod tests;

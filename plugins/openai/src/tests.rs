@@ -1,0 +1,209 @@
+use super::*;
+use serde_json::{Value, json};
+
+fn ctx(streaming: bool, settings: &str, extras: Option<Value>) -> Context {
+    Context {
+        backend: "oai".into(),
+        model: "gpt-x".into(),
+        upstream_model: "gpt-x-2026".into(),
+        streaming,
+        settings: settings.into(),
+        extras: extras.map_or_else(|| "{}".into(), |e| e.to_string()),
+    }
+}
+
+fn body_json(req: &UpstreamRequest) -> Value {
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+#[test]
+fn chat_client_request_arrives_as_sent_with_model_rewritten() {
+    let chat = json!({
+        "model": "gpt-x", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}], "name": "ann"}],
+        "stop": ["END"], "seed": 7, "n": 2, "logit_bias": {"1": -1}, "top_k": 40,
+        "chat_template_kwargs": {"enable_thinking": false}, "max_tokens": 10
+    });
+    let c = ctx(false, "{}", Some(json!({"chat": chat})));
+    let req = OpenAi::request(&c, b"{\"model\":\"gpt-x\"}").unwrap();
+    assert_eq!(req.path, "/chat/completions");
+    let mut want = chat.clone();
+    want["model"] = json!("gpt-x-2026");
+    assert_eq!(body_json(&req), want);
+    // Byte for byte apart from the model: order and number formats kept.
+    let text = String::from_utf8(req.body).unwrap();
+    assert_eq!(text, want.to_string());
+}
+
+#[test]
+fn streamed_chat_asks_for_usage_and_keeps_other_stream_options() {
+    let chat = json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "stream": true,
+                      "stream_options": {"include_obfuscation": false}});
+    let c = ctx(true, "{}", Some(json!({"chat": chat})));
+    let req = OpenAi::request(&c, b"{}").unwrap();
+    let sent = body_json(&req);
+    assert_eq!(
+        sent["stream_options"],
+        json!({"include_obfuscation": false, "include_usage": true})
+    );
+    assert_eq!(sent["stream"], true);
+    assert!(
+        req.headers
+            .contains(&("accept".into(), "text/event-stream".into()))
+    );
+}
+
+#[test]
+fn streamed_n_above_one_is_refused() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true, "n": 3});
+    let err = OpenAi::request(&ctx(true, "{}", Some(json!({"chat": chat}))), b"{}").unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported(i) if i.param.as_deref() == Some("n")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn responses_client_request_is_converted_to_chat() {
+    let body = json!({"model": "gpt-x", "instructions": "be brief", "input": "hi", "max_output_tokens": 50, "stream": true});
+    let req = OpenAi::request(&ctx(true, "{}", None), body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        body_json(&req),
+        json!({"model": "gpt-x-2026", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+               "stream": true, "stream_options": {"include_usage": true}, "max_completion_tokens": 50})
+    );
+    let legacy = ctx(
+        false,
+        r#"{"max_tokens_param":"max_tokens","instructions_role":"developer"}"#,
+        None,
+    );
+    let req = OpenAi::request(&legacy, body.to_string().as_bytes()).unwrap();
+    let sent = body_json(&req);
+    assert_eq!(sent["max_tokens"], 50);
+    assert_eq!(sent["messages"][0]["role"], "developer");
+    let bad = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]});
+    let err = OpenAi::request(&ctx(false, "{}", None), bad.to_string().as_bytes()).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+}
+
+#[test]
+fn responses_api_drops_foreign_reasoning_and_refuses_chat_only_params() {
+    let settings = r#"{"api":"responses"}"#;
+    let body = json!({"model": "gpt-x", "input": [
+        {"type": "reasoning", "id": "rs_g", "summary": [], "encrypted_content": "pxy1.eyJwIjoiZ2VtaW5pIn0"},
+        {"type": "reasoning", "id": "rs_o", "summary": [], "encrypted_content": "gAAAAopenai"},
+        {"role": "user", "content": "hi"}], "x_keep": 1});
+    let req = OpenAi::request(&ctx(false, settings, None), body.to_string().as_bytes()).unwrap();
+    assert_eq!(req.path, "/responses");
+    let sent = body_json(&req);
+    assert_eq!(sent["model"], "gpt-x-2026");
+    assert_eq!(sent["input"].as_array().unwrap().len(), 2);
+    assert_eq!(sent["input"][0]["id"], "rs_o");
+    assert_eq!(sent["x_keep"], 1);
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": "END"});
+    let err = OpenAi::request(
+        &ctx(false, settings, Some(json!({"chat": chat}))),
+        body.to_string().as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported(i) if i.param.as_deref() == Some("stop")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn settings_are_checked() {
+    assert!(OpenAi::validate_settings("{}").is_ok());
+    assert!(OpenAi::validate_settings(r#"{"api":"responses","path":"/v1/responses"}"#).is_ok());
+    for (bad, needle) in [
+        (r#"{"api":"completions"}"#, "api"),
+        (r#"{"max_tokens_param":"tokens"}"#, "max_tokens_param"),
+        (r#"{"organization":"x"}"#, "organization"),
+        (r#"{"path":"x"}"#, "path"),
+    ] {
+        let e = OpenAi::validate_settings(bad).unwrap_err();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
+
+fn upstream(status: u16, body: Value) -> UpstreamResponse {
+    UpstreamResponse {
+        status,
+        headers: vec![],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+#[test]
+fn chat_answer_becomes_canonical_and_errors_keep_status() {
+    let answer = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x-2026",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "trunc", "reasoning_content": "hm"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}});
+    let out = OpenAi::response(&ctx(false, "{}", None), "", upstream(200, answer)).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(v["output"][0]["type"], "reasoning");
+    assert_eq!(v["output"][1]["content"][0]["text"], "trunc");
+    assert_eq!(v["usage"]["total_tokens"], 7);
+
+    let err = json!({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}});
+    let Error::Upstream(e) =
+        OpenAi::response(&ctx(false, "{}", None), "", upstream(400, err)).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (e.status, e.param.as_deref(), e.code.as_deref()),
+        (400, Some("max_tokens"), Some("unsupported_parameter"))
+    );
+    let bad = OpenAi::response(&ctx(false, "{}", None), "", upstream(200, json!([1]))).unwrap_err();
+    assert!(matches!(bad, Error::Internal(_)));
+}
+
+#[test]
+fn chat_stream_maps_chunks_and_mid_stream_errors() {
+    let mut s = OpenAi::stream(ctx(true, "{}", None), String::new(), 200, vec![]);
+    let mut events = Vec::new();
+    for data in [
+        r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        "[DONE]",
+    ] {
+        events.extend(s.push("", data).unwrap());
+    }
+    events.extend(s.finish().unwrap());
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["type"], "response.completed");
+    assert_eq!(last["response"]["usage"]["total_tokens"], 2);
+
+    let mut s = OpenAi::stream(ctx(true, "{}", None), String::new(), 200, vec![]);
+    let err = s
+        .push(
+            "",
+            r#"{"error":{"message":"overloaded","type":"server_error","code":"server_error"}}"#,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Upstream(e) if e.message == "overloaded"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn responses_stream_passes_through() {
+    let mut s = OpenAi::stream(
+        ctx(true, r#"{"api":"responses"}"#, None),
+        String::new(),
+        200,
+        vec![],
+    );
+    let ev = r#"{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"x"}"#;
+    assert_eq!(
+        s.push("response.output_text.delta", ev).unwrap(),
+        vec![ev.to_string()]
+    );
+    assert!(s.finish().unwrap().is_empty());
+}
