@@ -1,15 +1,16 @@
-//! Golden-file tests: each `tests/golden/<suite>/<case>.json` holds an
-//! `input` and the `expected` output. `UPDATE_GOLDEN=1 cargo test` rewrites
-//! `expected` from the code (then review the diff).
+//! Golden-file tests: each `<dir>/<case>.json` holds an `input` and the
+//! `expected` output. `UPDATE_GOLDEN=1 cargo test` rewrites `expected` from
+//! the code (then review the diff). Used by llmproxy's own translators and
+//! usable by yours.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// Runs `f` on the input of every case of `suite` and compares.
-pub fn check(suite: &str, f: impl Fn(&Value) -> Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(suite);
+/// Runs `f` on the input of every case in `dir` and compares with the
+/// expected output; panics listing every mismatch.
+pub fn check_dir(dir: impl Into<PathBuf>, f: impl Fn(&Value) -> Value) {
+    let dir = dir.into();
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -39,6 +40,17 @@ pub fn check(suite: &str, f: impl Fn(&Value) -> Value) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// [`check_dir`] on this crate's `tests/golden/<suite>`.
+#[cfg(test)]
+pub(crate) fn check(suite: &str, f: impl Fn(&Value) -> Value) {
+    check_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(suite),
+        f,
+    );
 }
 
 /// A conversion error as JSON, so error cases can be golden too.

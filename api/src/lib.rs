@@ -15,17 +15,21 @@
 //!   canonical events.
 //! - [`stream`]: [`stream::StreamBuilder`], which emits a well-formed canonical
 //!   event stream from provider deltas.
+//! - [`envelope`]: provider state (thought and thinking signatures) carried in
+//!   reasoning items.
+//! - [`vertex`]: settings and URLs shared by the Vertex AI translators.
+//! - [`golden`]: a golden-file test helper.
 
 pub mod chat;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
+pub mod envelope;
+pub mod golden;
 pub mod ids;
 pub mod responses;
 pub mod stream;
-
-#[cfg(test)]
-mod golden;
+pub mod vertex;
 
 /// Prefix of llmproxy's reasoning envelopes: `encrypted_content` of a
 /// reasoning item that carries another provider's opaque state (Gemini

@@ -48,38 +48,45 @@ pub(crate) struct RequestHead {
 impl RequestHead {
     /// Parses the head of a Responses request, with client-facing errors.
     pub(crate) fn parse(body: &[u8]) -> Result<RequestHead, Error> {
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        if first != Some(&b'{') {
-            return Err(Error::InvalidRequest {
-                message: "The request body must be a JSON object, e.g. \
-                          {\"model\":\"...\",\"input\":\"Hello\"}."
-                    .into(),
-                param: None,
-                code: Some("invalid_json".into()),
-            });
-        }
-        let head: RequestHead =
-            serde_json::from_slice(body).map_err(|e| Error::InvalidRequest {
-                message: format!("The request body is not valid JSON for this endpoint: {e}."),
-                param: None,
-                code: Some("invalid_json".into()),
-            })?;
-        match &head.model {
-            None => Err(Error::InvalidRequest {
-                message:
-                    "The request has no `model`: say which model to use, e.g. \"model\":\"gpt-5\"."
-                        .into(),
-                param: Some("model".into()),
-                code: Some("missing_required_parameter".into()),
-            }),
-            Some(m) if m.trim().is_empty() => Err(Error::InvalidRequest {
-                message: "`model` is empty: say which model to use.".into(),
-                param: Some("model".into()),
-                code: Some("missing_required_parameter".into()),
-            }),
-            Some(_) => Ok(head),
-        }
+        let head: RequestHead = parse_body(body, r#"{"model":"...","input":"Hello"}"#)?;
+        require_model(head.model.as_deref())?;
+        Ok(head)
     }
+}
+
+/// Parses a client's JSON object body into `T`, with 400s that say what is
+/// wrong; `example` shows a minimal valid body.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Error::InvalidRequest {
+            message: format!("The request body must be a JSON object, e.g. {example}."),
+            param: None,
+            code: Some("invalid_json".into()),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| Error::InvalidRequest {
+        message: format!("The request body is not valid JSON for this endpoint: {e}."),
+        param: None,
+        code: Some("invalid_json".into()),
+    })
+}
+
+/// A 400 unless `model` names a model.
+pub(crate) fn require_model(model: Option<&str>) -> Result<(), Error> {
+    let message = match model {
+        Some(m) if !m.trim().is_empty() => return Ok(()),
+        Some(_) => "`model` is empty: say which model to use.",
+        None => "The request has no `model`: say which model to use, e.g. \"model\":\"gpt-5\".",
+    };
+    Err(Error::InvalidRequest {
+        message: message.into(),
+        param: Some("model".into()),
+        code: Some("missing_required_parameter".into()),
+    })
 }
 
 fn raw(v: &Option<Box<RawValue>>) -> Option<Value> {

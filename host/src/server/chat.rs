@@ -2,6 +2,7 @@
 //! Responses request, runs like any other, and its canonical output is
 //! rendered back as a `chat.completion` or as `chat.completion.chunk`s.
 
+use crate::canonical::{parse_body, require_model};
 use crate::error::Error;
 use crate::proxy::{Outcome, Proxy};
 use axum::extract::{Request, State};
@@ -79,31 +80,12 @@ async fn run(proxy: &Proxy, request: Request) -> Result<Response, Error> {
 
 /// Parses a Chat request, with client-facing errors.
 fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(Error::InvalidRequest {
-            message: "The request body must be a JSON object, e.g. \
-                      {\"model\":\"...\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}."
-                .into(),
-            param: None,
-            code: Some("invalid_json".into()),
-        });
-    }
-    let chat: ChatRequest = serde_json::from_slice(body).map_err(|e| Error::InvalidRequest {
-        message: format!("The request body is not a valid Chat Completions request: {e}."),
-        param: None,
-        code: Some("invalid_json".into()),
-    })?;
-    match chat.model.as_deref() {
-        Some(m) if !m.trim().is_empty() => Ok(chat),
-        _ => Err(Error::InvalidRequest {
-            message:
-                "The request has no `model`: say which model to use, e.g. \"model\":\"gpt-5\"."
-                    .into(),
-            param: Some("model".into()),
-            code: Some("missing_required_parameter".into()),
-        }),
-    }
+    let chat: ChatRequest = parse_body(
+        body,
+        r#"{"model":"...","messages":[{"role":"user","content":"Hello"}]}"#,
+    )?;
+    require_model(chat.model.as_deref())?;
+    Ok(chat)
 }
 
 /// A failed canonical response is an HTTP error for a Chat client.

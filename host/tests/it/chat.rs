@@ -568,19 +568,7 @@ async fn vercel_ai_sdk_openai_compatible() {
         return;
     }
     let (_up, proxy) = openai_proxy("").await;
-    let url = proxy.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(dir.join("ai-sdk.mjs"))
-            .env("PROXY_URL", url)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_client("node", &dir.join("ai-sdk.mjs"), &proxy.url).await;
     assert_eq!(v["plain"], "Hello from gpt-x");
     assert_eq!(v["plainFinish"], "stop");
     assert_eq!(v["calls"], json!(["Paris"]), "{v}");
@@ -606,23 +594,33 @@ async fn openai_python_sdk() {
         return;
     }
     let (_up, proxy) = openai_proxy("").await;
-    let url = proxy.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(dir.join("openai_sdk.py"))
-            .env("PROXY_URL", url)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_client(
+        python.to_str().unwrap(),
+        &dir.join("openai_sdk.py"),
+        &proxy.url,
+    )
+    .await;
     assert_eq!(
         v,
         json!({"plain": "Hello from gpt-x", "streamed": "Hello from gpt-x", "usage": 18,
                "call": ["get_weather", {"city": "Paris"}], "after_tool": "Results: 18C",
                "responses": "Hello from gpt-x", "last_event": "response.completed"})
     );
+}
+
+/// Runs a client script against the proxy; returns the JSON line it prints.
+async fn run_client(program: &str, script: &std::path::Path, url: &str) -> Value {
+    let (program, script, url) = (program.to_string(), script.to_path_buf(), url.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(program)
+            .arg(script)
+            .env("PROXY_URL", url)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("the client program runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
