@@ -247,17 +247,15 @@ pub struct ChunkParser {
     usage: Option<Usage>,
     /// Builder key of the most recent call, for servers that omit `index`.
     last_call: Option<String>,
-    ids: IdGen,
 }
 
 impl ChunkParser {
     pub fn new(ids: IdGen) -> Self {
         ChunkParser {
-            builder: StreamBuilder::new(ids.clone()),
+            builder: StreamBuilder::new(ids),
             finish: None,
             usage: None,
             last_call: None,
-            ids,
         }
     }
 
@@ -316,7 +314,7 @@ impl ChunkParser {
                         .id
                         .clone()
                         .filter(|i| !i.is_empty())
-                        .unwrap_or_else(|| self.ids.next("call"));
+                        .unwrap_or_else(|| self.builder.next_id("call"));
                     let name = function.name.clone().unwrap_or_default();
                     self.builder.call_start(&mut out, &key, &call_id, &name);
                 }
@@ -327,7 +325,7 @@ impl ChunkParser {
             }
             if let Some(f) = &d.function_call {
                 if !self.builder.has_call("legacy") {
-                    let call_id = self.ids.next("call");
+                    let call_id = self.builder.next_id("call");
                     let name = f.name.clone().unwrap_or_default();
                     self.builder.call_start(&mut out, "legacy", &call_id, &name);
                 }

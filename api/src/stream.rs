@@ -76,6 +76,12 @@ impl StreamBuilder {
         }
     }
 
+    /// A fresh id with `prefix` from this builder's generator (so ids minted
+    /// outside the builder never collide with its own).
+    pub fn next_id(&mut self, prefix: &str) -> String {
+        self.ids.next(prefix)
+    }
+
     /// Whether the terminal event has been emitted.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -278,8 +284,14 @@ impl StreamBuilder {
 
     /// Closes the open message item, if any.
     pub fn close_message(&mut self, out: &mut Vec<Value>) {
+        self.close_message_as(out, "completed");
+    }
+
+    /// Closes the open message item, if any, with `status` (`completed` or
+    /// `incomplete`).
+    pub fn close_message_as(&mut self, out: &mut Vec<Value>, status: &str) {
         if let Some(index) = self.open_message.take() {
-            self.close(out, index, "completed");
+            self.close(out, index, status);
         }
     }
 

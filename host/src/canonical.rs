@@ -118,8 +118,18 @@ impl RequestHead {
                     Some(Value::Object(t)) => t,
                     _ => Map::new(),
                 };
-                if !text.get("format").is_some_and(Value::is_object) {
-                    text.insert("format".into(), json!({"type": "text"}));
+                match text.get_mut("format") {
+                    // The spec requires every json_schema field in the echo.
+                    Some(Value::Object(format))
+                        if format.get("type") == Some(&json!("json_schema")) =>
+                    {
+                        format.entry("description").or_insert(Value::Null);
+                        format.entry("strict").or_insert(Value::Bool(false));
+                    }
+                    Some(Value::Object(_)) => {}
+                    _ => {
+                        text.insert("format".into(), json!({"type": "text"}));
+                    }
                 }
                 Value::Object(text)
             }

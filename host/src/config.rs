@@ -120,9 +120,11 @@ pub struct BackendConfig {
     pub models: Vec<String>,
     /// Base URL the translator's paths are joined to.
     pub base_url: Option<String>,
-    /// Upstream credentials: `"none"`, `{ bearer_env = "VAR" }`,
-    /// `{ bearer_file = "path" }`, `{ header = "x-api-key", env = "VAR" }` or
-    /// `{ header = "x-api-key", file = "path" }`.
+    /// Upstream credentials: `"none"`, `"gcp"` (Google Application Default
+    /// Credentials), `{ bearer_env = "VAR" }`, `{ bearer_file = "path" }`,
+    /// `{ header = "x-api-key", env = "VAR" }`,
+    /// `{ header = "x-api-key", file = "path" }` or
+    /// `{ gcp_credentials_file = "path" }`.
     pub auth: Option<toml::Value>,
     /// Extra static headers sent upstream (not secrets: use `auth`).
     #[serde(default)]
@@ -174,6 +176,11 @@ pub(crate) enum Auth {
     Header {
         name: http::HeaderName,
         value: Secret,
+    },
+    /// Google Application Default Credentials, or an explicit credentials
+    /// file (resolved when the proxy starts).
+    Gcp {
+        file: Option<PathBuf>,
     },
 }
 
@@ -318,18 +325,27 @@ fn check_base_url(url: &str) -> Result<(), String> {
 /// What a bundled kind assumes when the config leaves it out.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct KindDefaults {
-    /// Base URL when `base_url` is not set.
-    pub base_url: Option<&'static str>,
     /// Environment variable holding a bearer key when `auth` is not set.
     pub key_env: Option<&'static str>,
+    /// Google credentials when `auth` is not set.
+    pub gcp: bool,
+}
+
+/// Kinds that talk to Vertex AI.
+fn vertex_kind(kind: &str) -> bool {
+    matches!(kind, "gcp-vertex" | "vertex-gemini" | "vertex-claude")
 }
 
 impl KindDefaults {
     pub(crate) fn of(kind: &str) -> Self {
         match kind {
             "openai" => KindDefaults {
-                base_url: Some("https://api.openai.com/v1"),
                 key_env: Some("OPENAI_API_KEY"),
+                gcp: false,
+            },
+            k if vertex_kind(k) => KindDefaults {
+                key_env: None,
+                gcp: true,
             },
             _ => KindDefaults::default(),
         }
@@ -341,11 +357,22 @@ impl BackendConfig {
         format!("backend {:?}", self.name)
     }
 
-    /// The base URL: configured, or the kind's default.
-    pub(crate) fn base_url(&self) -> Option<&str> {
-        self.base_url
-            .as_deref()
-            .or(KindDefaults::of(&self.kind).base_url)
+    /// The base URL: configured, or the kind's default (OpenAI's API; for
+    /// Vertex the endpoint of the `location` setting).
+    pub(crate) fn base_url(&self) -> Option<String> {
+        if let Some(url) = &self.base_url {
+            return Some(url.clone());
+        }
+        match self.kind.as_str() {
+            "openai" => Some("https://api.openai.com/v1".into()),
+            k if vertex_kind(k) => self
+                .settings
+                .get("location")
+                .and_then(toml::Value::as_str)
+                .filter(|l| !l.is_empty())
+                .map(llmproxy_api::vertex::base_url),
+            _ => None,
+        }
     }
 
     /// The backend's settings as a JSON object string.
@@ -367,7 +394,11 @@ impl BackendConfig {
     pub(crate) fn resolve_auth(&self) -> Result<Auth, ConfigError> {
         let at = self.at();
         let Some(value) = &self.auth else {
-            let Some(var) = KindDefaults::of(&self.kind).key_env else {
+            let defaults = KindDefaults::of(&self.kind);
+            if defaults.gcp {
+                return Ok(Auth::Gcp { file: None });
+            }
+            let Some(var) = defaults.key_env else {
                 return Ok(Auth::None);
             };
             let key = std::env::var(var)
@@ -385,12 +416,14 @@ impl BackendConfig {
         };
         let table = match value {
             toml::Value::String(s) if s == "none" => return Ok(Auth::None),
+            toml::Value::String(s) if s == "gcp" => return Ok(Auth::Gcp { file: None }),
             toml::Value::Table(t) => t,
             other => {
                 return Err(ConfigError::new(format!(
-                    "{at}: auth = {other} is not understood; use \"none\", \
+                    "{at}: auth = {other} is not understood; use \"none\", \"gcp\", \
                      {{ bearer_env = \"VAR\" }}, {{ bearer_file = \"path\" }}, \
-                     {{ header = \"name\", env = \"VAR\" }} or {{ header = \"name\", file = \"path\" }}"
+                     {{ header = \"name\", env = \"VAR\" }}, {{ header = \"name\", file = \"path\" }} \
+                     or {{ gcp_credentials_file = \"path\" }}"
                 )));
             }
         };
@@ -404,11 +437,30 @@ impl BackendConfig {
             }
         };
         for key in table.keys() {
-            if !["bearer_env", "bearer_file", "header", "env", "file"].contains(&key.as_str()) {
+            if ![
+                "bearer_env",
+                "bearer_file",
+                "header",
+                "env",
+                "file",
+                "gcp_credentials_file",
+            ]
+            .contains(&key.as_str())
+            {
                 return Err(ConfigError::new(format!(
-                    "{at}: unknown key auth.{key}; expected bearer_env, bearer_file, or header with env or file"
+                    "{at}: unknown key auth.{key}; expected bearer_env, bearer_file, header with env or file, or gcp_credentials_file"
                 )));
             }
+        }
+        if let Some(path) = get("gcp_credentials_file")? {
+            if table.len() > 1 {
+                return Err(ConfigError::new(format!(
+                    "{at}: auth.gcp_credentials_file cannot be combined with other auth keys"
+                )));
+            }
+            return Ok(Auth::Gcp {
+                file: Some(PathBuf::from(path)),
+            });
         }
         let (header, prefix, source) = match (
             get("bearer_env")?,

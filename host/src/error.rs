@@ -101,6 +101,9 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// The proxy could not get upstream credentials (502).
+    #[error("{0}")]
+    Credentials(String),
     /// The proxy is at capacity (503).
     #[error("{0}")]
     Overloaded(String),
@@ -123,6 +126,7 @@ impl Error {
             }
             Error::UpstreamUnreachable { .. }
             | Error::BadUpstream { .. }
+            | Error::Credentials(_)
             | Error::Translator { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -158,6 +162,7 @@ impl Error {
             Error::BadUpstream { .. } => Some("bad_upstream_response"),
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
             Error::Translator { .. } => Some("translator_error"),
+            Error::Credentials(_) => Some("upstream_credentials_error"),
             Error::Overloaded(_) => Some("overloaded"),
             Error::Internal(_) => Some("internal_error"),
         }

@@ -25,11 +25,13 @@
 
 mod canonical;
 mod config;
+mod credentials;
 mod error;
 mod ids;
 mod proxy;
 mod routing;
 mod server;
+mod signatures;
 mod translator;
 mod upstream;
 

@@ -2,9 +2,11 @@
 //! and an upstream, producing canonical Responses output.
 
 use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
-use crate::config::{Config, ConfigError, Secret};
+use crate::config::{Auth, BackendConfig, Config, ConfigError, Secret};
+use crate::credentials::{Credentials, gcp};
 use crate::error::Error;
 use crate::routing::Routes;
+use crate::signatures::SignatureCache;
 use crate::translator::{
     self, Context, Limits, Runtime, StreamInstance, Translator, UpstreamResponse,
 };
@@ -31,6 +33,7 @@ pub(crate) struct Inner {
     pub max_body_bytes: usize,
     pub max_body_mib: u32,
     pub api_key: Option<Secret>,
+    pub signatures: SignatureCache,
     _runtime: Runtime,
 }
 
@@ -39,22 +42,72 @@ pub(crate) struct Inner {
 pub(crate) struct Backend {
     pub name: String,
     pub models: Vec<String>,
-    pub translator: Arc<Translator>,
+    /// The translators of the backend's kind, chosen by upstream model name
+    /// (first match). `None`: a translator this build does not have.
+    translators: Vec<(globset::GlobMatcher, &'static str, Option<Arc<Translator>>)>,
     pub upstream: Upstream,
     settings: String,
     model_map: BTreeMap<String, String>,
 }
 
+/// The translators of a kind, by upstream model glob: `gcp-vertex` sends
+/// `claude-*` models to the Claude translator and the rest to Gemini; every
+/// bundled translator is a kind of its own.
+fn kind_translators(kind: &str) -> Option<Vec<(&'static str, &'static str)>> {
+    if kind == "gcp-vertex" {
+        return Some(vec![("claude-*", "vertex-claude"), ("*", "vertex-gemini")]);
+    }
+    translator::bundled_kinds()
+        .find(|k| *k == kind)
+        .map(|k| vec![("*", k)])
+}
+
+/// Every kind a config may name.
+pub(crate) fn kinds() -> Vec<&'static str> {
+    let mut kinds: Vec<&'static str> = translator::bundled_kinds().collect();
+    kinds.push("gcp-vertex");
+    kinds.sort_unstable();
+    kinds
+}
+
 impl Backend {
-    fn context(&self, model: &str, streaming: bool, extras: &str) -> Context {
+    fn upstream_model(&self, model: &str) -> String {
+        self.model_map
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| model.to_string())
+    }
+
+    /// The translator for an upstream model.
+    fn translator(&self, upstream_model: &str) -> Result<&Arc<Translator>, Error> {
+        match self
+            .translators
+            .iter()
+            .find(|(glob, _, _)| glob.is_match(upstream_model))
+        {
+            Some((_, _, Some(t))) => Ok(t),
+            Some((_, kind, None)) => Err(Error::Unsupported {
+                message: format!(
+                    "model {upstream_model:?} needs the {kind} translator, which this build of llmproxy does not include"
+                ),
+                param: Some("model".into()),
+                code: Some("model_not_supported".into()),
+            }),
+            None => Err(Error::ModelNotFound(upstream_model.to_string())),
+        }
+    }
+
+    fn context(
+        &self,
+        model: &str,
+        upstream_model: String,
+        streaming: bool,
+        extras: &str,
+    ) -> Context {
         Context {
             backend: self.name.clone(),
             model: model.to_string(),
-            upstream_model: self
-                .model_map
-                .get(model)
-                .cloned()
-                .unwrap_or_else(|| model.to_string()),
+            upstream_model,
             streaming,
             settings: self.settings.clone(),
             extras: extras.to_string(),
@@ -91,46 +144,55 @@ impl Proxy {
             memory_bytes,
             call_timeout: Duration::from_millis(limits.call_timeout_ms),
         };
-        let mut loaded: HashMap<String, Arc<Translator>> = HashMap::new();
+        let mut loaded: HashMap<&'static str, Arc<Translator>> = HashMap::new();
+        let mut google: HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>> = HashMap::new();
         let mut backends = Vec::new();
         for cfg in &config.backends {
             let at = format!("backend {:?}", cfg.name);
-            let translator = match loaded.get(&cfg.kind) {
-                Some(t) => t.clone(),
-                None => {
-                    if !translator::bundled_kinds().any(|k| k == cfg.kind) {
-                        let kinds: Vec<_> = translator::bundled_kinds().collect();
-                        return Err(ConfigError::new(format!(
-                            "{at}: unknown kind {:?}; available kinds: {}",
-                            cfg.kind,
-                            kinds.join(", ")
-                        )));
-                    }
-                    let t = Arc::new(
-                        runtime
-                            .load_bundled(&cfg.kind, limits)
-                            .map_err(|e| ConfigError::new(format!("{at}: {e}")))?,
-                    );
-                    loaded.insert(cfg.kind.clone(), t.clone());
-                    t
-                }
-            };
+            let parts = kind_translators(&cfg.kind).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{at}: unknown kind {:?}; available kinds: {}",
+                    cfg.kind,
+                    kinds().join(", ")
+                ))
+            })?;
             let settings = cfg.settings_json();
-            translator
-                .validate_settings(&settings)
-                .await
-                .map_err(|e| match e {
-                    Error::InvalidRequest { message, .. } => ConfigError::new(format!(
-                        "{at}: settings rejected by the {} translator: {message}",
-                        cfg.kind
-                    )),
-                    other => ConfigError::new(format!("{at}: {other}")),
-                })?;
-            let upstream = Upstream::new(cfg)?;
+            let mut translators = Vec::new();
+            for (glob, kind) in parts {
+                let matcher = globset::Glob::new(glob)
+                    .map_err(|e| ConfigError::new(e.to_string()))?
+                    .compile_matcher();
+                let translator = if translator::bundled_kinds().any(|k| k == kind) {
+                    let t = match loaded.get(kind) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = Arc::new(
+                                runtime
+                                    .load_bundled(kind, limits)
+                                    .map_err(|e| ConfigError::new(format!("{at}: {e}")))?,
+                            );
+                            loaded.insert(kind, t.clone());
+                            t
+                        }
+                    };
+                    t.validate_settings(&settings).await.map_err(|e| match e {
+                        Error::InvalidRequest { message, .. } => ConfigError::new(format!(
+                            "{at}: settings rejected by the {kind} translator: {message}"
+                        )),
+                        other => ConfigError::new(format!("{at}: {other}")),
+                    })?;
+                    Some(t)
+                } else {
+                    None
+                };
+                translators.push((matcher, kind, translator));
+            }
+            let credentials = credentials(cfg, &mut google).await?;
+            let upstream = Upstream::new(cfg, credentials)?;
             backends.push(Arc::new(Backend {
                 name: cfg.name.clone(),
                 models: cfg.models.clone(),
-                translator,
+                translators,
                 upstream,
                 settings,
                 model_map: cfg.model_map.clone(),
@@ -145,6 +207,7 @@ impl Proxy {
                 max_body_bytes: config.server.max_body_mib as usize * 1024 * 1024,
                 max_body_mib: config.server.max_body_mib,
                 api_key: config.server.api_key.clone(),
+                signatures: SignatureCache::default(),
                 _runtime: runtime,
             }),
         })
@@ -160,20 +223,25 @@ impl Proxy {
     }
 
     /// Runs one canonical Responses request (JSON bytes) to completion or to
-    /// the start of its stream.
+    /// the start of its stream. `extras` carries a Chat client's original
+    /// request (`{}` for Responses clients).
     pub(crate) async fn execute(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
         let head = RequestHead::parse(&body)?;
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.stream.unwrap_or(false);
         let backend = self.route(&model)?;
-        let ctx = backend.context(&model, streaming, extras);
+        let upstream_model = backend.upstream_model(&model);
+        let translator = backend.translator(&upstream_model)?.clone();
+        let ctx = backend.context(&model, upstream_model, streaming, extras);
+        // Chat clients cannot carry thought signatures; the proxy keeps them.
+        let learn = (extras != "{}").then(|| self.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
-        let mut instance = backend.translator.instantiate().await?;
+        let mut instance = translator.instantiate().await?;
         let mut request = instance.request(&ctx, &body).await?;
         let state = std::mem::take(&mut request.state);
         let response = backend
             .upstream
-            .send(backend.translator.name(), request, deadline)
+            .send(translator.name(), request, deadline)
             .await?;
         let status = response.status().as_u16();
         let upstream_id = response
@@ -200,6 +268,7 @@ impl Proxy {
                 response,
                 StreamGuard::new(meta, echo),
                 deadline,
+                learn,
             );
             return Ok(Outcome::Stream {
                 events,
@@ -221,11 +290,14 @@ impl Proxy {
             Ok(Value::Object(o)) => o,
             _ => {
                 return Err(Error::Translator {
-                    translator: backend.translator.name().to_string(),
+                    translator: translator.name().to_string(),
                     detail: "returned a response that is not a JSON object".into(),
                 });
             }
         };
+        if let (Some(proxy), Some(Value::Array(output))) = (&learn, object.get("output")) {
+            proxy.inner.signatures.learn(output);
+        }
         let mut meta = meta;
         canonical::complete_response(&mut object, &mut meta, &echo, "completed");
         if streaming {
@@ -273,6 +345,10 @@ pub(crate) enum Outcome {
 /// State of one streamed exchange.
 struct StreamState {
     backend: Arc<Backend>,
+    /// Set for Chat clients: remember thought-signature carriers.
+    learn: Option<Proxy>,
+    /// The last two finished items, for carrier → call pairs.
+    last_items: VecDeque<Value>,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     parser: SseParser,
     translator: StreamInstance,
@@ -305,7 +381,12 @@ impl StreamState {
     fn accept(&mut self, events: Vec<String>) {
         for text in events {
             match self.guard.accept(&text) {
-                Ok(out) => self.pending.extend(out),
+                Ok(out) => {
+                    if self.learn.is_some() {
+                        self.learn_from(&out);
+                    }
+                    self.pending.extend(out)
+                }
                 Err(detail) => {
                     let translator = self.translator.translator().to_string();
                     return self.fail(Error::Translator { translator, detail });
@@ -315,6 +396,25 @@ impl StreamState {
                 // Nothing may follow the terminal event.
                 self.done = true;
                 return;
+            }
+        }
+    }
+
+    /// Remembers thought-signature carriers from finished items.
+    fn learn_from(&mut self, events: &[Value]) {
+        let Some(proxy) = &self.learn else { return };
+        for e in events {
+            if e.get("type").and_then(Value::as_str) == Some("response.output_item.done")
+                && let Some(item) = e.get("item")
+            {
+                self.last_items.push_back(item.clone());
+                if self.last_items.len() > 2 {
+                    self.last_items.pop_front();
+                }
+                proxy
+                    .inner
+                    .signatures
+                    .learn(self.last_items.make_contiguous());
             }
         }
     }
@@ -382,9 +482,12 @@ fn canonical_stream(
     response: reqwest::Response,
     guard: StreamGuard,
     deadline: Instant,
+    learn: Option<Proxy>,
 ) -> BoxStream<'static, Value> {
     let state = StreamState {
         backend,
+        learn,
+        last_items: VecDeque::new(),
         body: response.bytes_stream().boxed(),
         parser: SseParser::default(),
         translator,
@@ -405,4 +508,35 @@ fn canonical_stream(
         }
     })
     .boxed()
+}
+
+/// The credentials of a backend; Google credentials are discovered once per
+/// credentials file and shared.
+async fn credentials(
+    cfg: &BackendConfig,
+    google: &mut HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>>,
+) -> Result<Credentials, ConfigError> {
+    Ok(match cfg.resolve_auth()? {
+        Auth::None => Credentials::None,
+        Auth::Header { name, value } => Credentials::Header { name, value },
+        Auth::Gcp { file } => {
+            if let Some(auth) = google.get(&file) {
+                return Ok(Credentials::Gcp(auth.clone()));
+            }
+            let tls = upstream::tls_config().map_err(ConfigError::new)?;
+            let http = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .no_proxy()
+                .build()
+                .map_err(|e| ConfigError::new(format!("cannot build the HTTP client: {e}")))?;
+            let env = gcp::AdcEnv::from_process();
+            let auth = gcp::GcpAuth::discover(file.as_deref(), &env, http)
+                .await
+                .map_err(|e| ConfigError::new(format!("backend {:?}: {e}", cfg.name)))?;
+            tracing::info!(backend = %cfg.name, "Google credentials: {}", auth.origin());
+            let auth = Arc::new(auth);
+            google.insert(file, auth.clone());
+            Credentials::Gcp(auth)
+        }
+    })
 }

@@ -1,7 +1,8 @@
 //! Talking to upstreams: the HTTP client, credentials, timeouts, and the SSE
 //! parser for upstream event streams.
 
-use crate::config::{Auth, BackendConfig, ConfigError, Secret, Timeouts};
+use crate::config::{BackendConfig, ConfigError, Secret, Timeouts};
+use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::translator::UpstreamRequest;
 use bytes::Bytes;
@@ -51,7 +52,7 @@ pub(crate) struct Upstream {
     backend: String,
     base: String,
     client: reqwest::Client,
-    auth: Auth,
+    credentials: Credentials,
     headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) timeouts: Timeouts,
 }
@@ -67,7 +68,7 @@ impl std::fmt::Debug for Upstream {
 
 /// A TLS configuration using the platform's trust store and the `ring`
 /// provider, built without touching process-global state.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
         .map_err(|e| format!("cannot load the platform's TLS roots: {e}"))?;
@@ -81,7 +82,10 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: &BackendConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        config: &BackendConfig,
+        credentials: Credentials,
+    ) -> Result<Self, ConfigError> {
         let at = format!("backend {:?}", config.name);
         let base = config
             .base_url()
@@ -115,7 +119,7 @@ impl Upstream {
             backend: config.name.clone(),
             base,
             client,
-            auth: config.resolve_auth()?,
+            credentials,
             headers,
             timeouts,
         })
@@ -124,10 +128,7 @@ impl Upstream {
     /// Removes this backend's credentials from a text about to leave the
     /// proxy (an upstream's error message may quote them).
     pub(crate) fn redact(&self, text: String) -> String {
-        match &self.auth {
-            Auth::Header { value, .. } => redact_secret(text, value),
-            Auth::None => text,
-        }
+        self.credentials.redact(text)
     }
 
     fn translator_fault(&self, translator: &str, detail: String) -> Error {
@@ -164,8 +165,7 @@ impl Upstream {
             ));
         }
         let url = format!("{}{}", self.base, request.path);
-        let mut builder = self.client.request(method, &url);
-        let mut has_content_type = false;
+        let mut headers = http::HeaderMap::new();
         for (name, value) in &request.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 self.translator_fault(translator, format!("set an invalid header name {name:?}"))
@@ -187,25 +187,56 @@ impl Upstream {
                     format!("set an invalid value for header {name}"),
                 )
             })?;
-            has_content_type |= name == http::header::CONTENT_TYPE;
-            builder = builder.header(name, value);
+            headers.append(name, value);
         }
-        if !has_content_type {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        if !headers.contains_key(http::header::CONTENT_TYPE) {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         for (name, value) in &self.headers {
-            builder = builder.header(name, value);
+            headers.insert(name, value.clone());
         }
-        if let Auth::Header { name, value } = &self.auth {
-            let mut value = HeaderValue::from_str(value.expose())
-                .map_err(|_| Error::Internal("credential is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            builder = builder.header(name, value);
+        let body = Bytes::from(request.body);
+        let response = self
+            .attempt(&method, &url, &headers, body.clone(), deadline)
+            .await?;
+        if response.0.status() != http::StatusCode::UNAUTHORIZED
+            || !self.credentials.rejected(&response.1)
+        {
+            return Ok(response.0);
         }
-        let request = builder
-            .body(request.body)
+        // A Google token Vertex no longer accepts: fetch a new one and try
+        // once more.
+        tracing::info!(backend = %self.backend, "upstream rejected the access token; refreshing it and retrying once");
+        Ok(self
+            .attempt(&method, &url, &headers, body, deadline)
+            .await?
+            .0)
+    }
+
+    /// One try: adds the credentials and waits for the response head.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<(reqwest::Response, crate::credentials::Applied), Error> {
+        let applied = self.credentials.headers().await?;
+        let mut headers = headers.clone();
+        for (name, value) in &applied.headers {
+            headers.insert(name, value.clone());
+        }
+        let request = self
+            .client
+            .request(method.clone(), url)
+            .headers(headers)
+            .body(body)
             .build()
-            .map_err(|e| self.translator_fault(translator, format!("built a bad request: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot build the upstream request: {e}")))?;
         let now = Instant::now();
         let wait = self
             .timeouts
@@ -221,7 +252,7 @@ impl Upstream {
                 ),
             }),
             Ok(Err(e)) => Err(self.transport_error(&e)),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok((response, applied)),
         }
     }
 
@@ -529,7 +560,7 @@ mod tests {
             "[[backends]]\nname = \"b\"\nkind = \"k\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"*\"]\n",
         )
         .unwrap();
-        Upstream::new(&config.backends[0]).unwrap()
+        Upstream::new(&config.backends[0], Credentials::None).unwrap()
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> UpstreamRequest {

@@ -127,7 +127,7 @@ fn auth_forms() {
                 assert_eq!(v.expose(), value);
                 assert_eq!(format!("{v:?}"), "Secret(***)");
             }
-            Auth::None => panic!("{auth}"),
+            other => panic!("{auth}: {other:?}"),
         }
     }
     let e = err(&format!(
@@ -164,4 +164,36 @@ fn limits_are_checked() {
         "[translators]\nmax_instances = 0\n{B}models = [\"*\"]\n"
     ));
     assert!(e.contains("max_instances"), "{e}");
+}
+
+#[test]
+fn google_auth_forms_and_vertex_defaults() {
+    let vertex = "[[backends]]\nname = \"v\"\nkind = \"gcp-vertex\"\nmodels = [\"*\"]\nsettings = { project = \"p\", location = \"europe-west4\" }\n";
+    let c = Config::from_toml(vertex).unwrap();
+    let b = &c.backends[0];
+    assert!(
+        matches!(b.resolve_auth().unwrap(), Auth::Gcp { file: None }),
+        "Vertex defaults to ADC"
+    );
+    assert_eq!(
+        b.base_url().as_deref(),
+        Some("https://europe-west4-aiplatform.googleapis.com")
+    );
+    let c = Config::from_toml(&format!(
+        "{vertex}auth = {{ gcp_credentials_file = \"/etc/key.json\" }}\n"
+    ))
+    .unwrap();
+    match c.backends[0].resolve_auth().unwrap() {
+        Auth::Gcp { file: Some(f) } => assert_eq!(f, PathBuf::from("/etc/key.json")),
+        other => panic!("{other:?}"),
+    }
+    let c = Config::from_toml(&format!("{B}models = [\"*\"]\nauth = \"gcp\"\n")).unwrap();
+    assert!(matches!(
+        c.backends[0].resolve_auth().unwrap(),
+        Auth::Gcp { file: None }
+    ));
+    let e = err(&format!(
+        "{vertex}auth = {{ gcp_credentials_file = \"/k\", bearer_env = \"X\" }}\n"
+    ));
+    assert!(e.contains("cannot be combined"), "{e}");
 }

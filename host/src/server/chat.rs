@@ -48,6 +48,12 @@ async fn run(proxy: &Proxy, request: Request) -> Result<Response, Error> {
             }
         }
     })?;
+    let mut canonical = canonical;
+    if let Some(llmproxy_api::responses::Input::Items(items)) = &mut canonical.input {
+        // Thought signatures of earlier answers, which Chat clients cannot
+        // send back themselves.
+        proxy.inner.signatures.restore(items);
+    }
     let canonical = serde_json::to_vec(&canonical)
         .map_err(|e| Error::Internal(format!("cannot serialize the canonical request: {e}")))?;
     // Translators get the client's own request too: its Chat-only

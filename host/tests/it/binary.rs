@@ -26,6 +26,10 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
         .env_remove("LLMPROXY_CONFIG")
         .env_remove("LLMPROXY_BACKEND")
         .env_remove("OPENAI_API_KEY")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env_remove("CLOUDSDK_CONFIG")
+        .env_remove("VERTEX_LOCATION")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -149,6 +153,10 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
         .env_remove("LLMPROXY_BACKEND")
         .env_remove("GOOGLE_CLOUD_PROJECT")
         .env_remove("OPENAI_API_KEY")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env_remove("CLOUDSDK_CONFIG")
+        .env_remove("VERTEX_LOCATION")
         .env("NO_COLOR", "1");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -205,7 +213,7 @@ fn startup_errors_name_the_problem_and_the_fix() {
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"nonesuch\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
-            "available kinds: openai, openresponses",
+            "available kinds: gcp-vertex, openai, openresponses, vertex-gemini",
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\nauth = { bearer_env = \"LLMPROXY_IT_SURELY_UNSET\" }\n",
@@ -258,13 +266,22 @@ fn startup_errors_name_the_problem_and_the_fix() {
 #[test]
 fn example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../llmproxy.example.toml");
+    let adc =
+        std::env::temp_dir().join(format!("llmproxy-example-adc-{}.json", std::process::id()));
+    std::fs::write(
+        &adc,
+        r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#,
+    )
+    .unwrap();
     let (ok, out, err) = run(
         &["--check-config", "-c", example],
         &[
             ("LAB_API_KEY", "example-key"),
             ("OPENAI_API_KEY", "sk-example"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap()),
         ],
     );
+    let _ = std::fs::remove_file(adc);
     assert!(ok, "{err}");
     assert!(out.contains("backend local (openresponses)"), "{out}");
     assert!(
@@ -272,6 +289,10 @@ fn example_config_is_valid() {
         "{out}"
     );
     assert!(out.contains("backend vllm (openai)"), "{out}");
+    assert!(
+        out.contains("backend vertex (gcp-vertex) <- gemini-*"),
+        "{out}"
+    );
     assert!(out.contains("backend lab (openresponses) <- *"), "{out}");
 }
 
@@ -303,4 +324,121 @@ async fn openai_single_backend_mode_serves_chat_clients() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Hello from gpt-x");
     assert!(up.last().headers.get("authorization").is_none());
+}
+
+/// The README's Vertex command, with every ADC source Google's libraries
+/// use: GOOGLE_APPLICATION_CREDENTIALS (an authorized_user file, as gcloud
+/// writes it), gcloud's well-known file under HOME, and the metadata server
+/// at GCE_METADATA_HOST; project and location from flags or environment.
+#[tokio::test]
+async fn gcp_vertex_single_backend_mode_with_each_credential_source() {
+    let vertex = crate::fake_vertex::FakeVertex::start().await;
+    let adc = vertex.credentials_file();
+    let home = std::env::temp_dir().join(format!("llmproxy-home-{}", std::process::id()));
+    let gcloud = home.join(".config/gcloud");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    std::fs::copy(&adc, gcloud.join("application_default_credentials.json")).unwrap();
+    let empty_home =
+        std::env::temp_dir().join(format!("llmproxy-empty-home-{}", std::process::id()));
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let flags = [
+        "--backend",
+        "gcp-vertex",
+        "--base-url",
+        &vertex.base_url,
+        "-l",
+        "127.0.0.1:0",
+    ];
+    let project_flags = [
+        "--project",
+        crate::fake_vertex::PROJECT,
+        "--location",
+        crate::fake_vertex::LOCATION,
+    ];
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
+        (
+            [&flags[..], &project_flags[..]].concat(),
+            vec![
+                ("GOOGLE_APPLICATION_CREDENTIALS", adc.display().to_string()),
+                ("HOME", empty_home.display().to_string()),
+            ],
+        ),
+        (
+            flags.to_vec(),
+            vec![
+                ("HOME", home.display().to_string()),
+                (
+                    "GOOGLE_CLOUD_PROJECT",
+                    crate::fake_vertex::PROJECT.to_string(),
+                ),
+                ("VERTEX_LOCATION", crate::fake_vertex::LOCATION.to_string()),
+            ],
+        ),
+        (
+            [&flags[..], &project_flags[..]].concat(),
+            vec![
+                ("GCE_METADATA_HOST", vertex.host.clone()),
+                ("HOME", empty_home.display().to_string()),
+            ],
+        ),
+    ];
+    for (i, (args, envs)) in cases.iter().enumerate() {
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let proxy = spawn(args, &envs);
+        let r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "case {i}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"], "Hello from gemini-2.5-flash",
+            "case {i}"
+        );
+    }
+    assert_eq!(vertex.token_requests(), 3);
+
+    let (ok, _, err) = run(
+        &[
+            "--backend",
+            "gcp-vertex",
+            "--project",
+            "p",
+            "--location",
+            "us-east5",
+            "--check-config",
+        ],
+        &[
+            ("HOME", empty_home.to_str().unwrap()),
+            ("NO_GCE_CHECK", "true"),
+        ],
+    );
+    assert!(!ok);
+    for needle in [
+        "no Google credentials found",
+        "GOOGLE_APPLICATION_CREDENTIALS (not set)",
+        "application_default_credentials.json (not found)",
+        "gcloud auth application-default login",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let (ok, _, err) = run(
+        &[
+            "--backend",
+            "gcp-vertex",
+            "--location",
+            "us-east5",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("project") && err.contains("GOOGLE_CLOUD_PROJECT"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(home);
 }

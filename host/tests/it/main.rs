@@ -5,6 +5,8 @@
 
 mod binary;
 mod chat;
+mod fake_vertex;
 mod responses;
 mod spec;
 mod support;
+mod vertex;

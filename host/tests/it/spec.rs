@@ -103,6 +103,13 @@ pub fn check_response(v: &Value) -> Result<(), String> {
     )?;
     non_null(v, &["output", "tools"], "response", Value::is_array)?;
     require(&v["text"], &["format"], "response.text")?;
+    if v["text"]["format"]["type"] == "json_schema" {
+        require(
+            &v["text"]["format"],
+            &["name", "description", "schema", "strict"],
+            "response.text.format",
+        )?;
+    }
     if !v["reasoning"].is_null() {
         require(
             &v["reasoning"],

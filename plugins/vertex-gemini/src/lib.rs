@@ -1,0 +1,197 @@
+//! llmproxy translator for Gemini models on Vertex AI.
+//!
+//! Canonical Responses requests become `generateContent` /
+//! `streamGenerateContent?alt=sse` calls on
+//! `/v1/projects/{project}/locations/{location}/publishers/google/models/{model}`
+//! (the host supplies the regional base URL and the Google access token):
+//! messages become `user`/`model` turns (system and developer text in
+//! `systemInstruction`), function calls and their outputs `functionCall` /
+//! `functionResponse` parts paired turn by turn, tools
+//! `functionDeclarations` with their schemas cleaned, and `reasoning.effort`
+//! a `thinkingConfig` fitting the model generation. Thought signatures
+//! round-trip through reasoning-item envelopes (see [`answer`]).
+//!
+//! Settings: see [`llmproxy_sdk::api::vertex::Settings`].
+
+pub mod answer;
+pub mod request;
+pub mod schema;
+
+use answer::{ChunkError, Mapper};
+use llmproxy_sdk::api::ids::IdGen;
+use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::vertex::{Settings, google_error};
+use llmproxy_sdk::{
+    Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The Vertex Gemini translator.
+#[derive(Debug)]
+pub struct VertexGemini;
+
+/// What the answer's mapping needs from the request.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// `parallel_tool_calls: false`.
+    #[serde(default)]
+    single_call: bool,
+}
+
+fn settings(ctx: &Context) -> Result<Settings, Error> {
+    Settings::parse(&ctx.settings).map_err(Error::internal)
+}
+
+fn parse_state(s: &str) -> State {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// An error Vertex answered with, as an upstream error for the client.
+pub fn vertex_error(status: u16, body: &[u8]) -> Error {
+    let (message, code, retry_after) = match google_error(body) {
+        Some(g) => (
+            g.message,
+            g.status.map(|s| s.to_ascii_lowercase()),
+            g.retry_after,
+        ),
+        None => match llmproxy_sdk::openai_style_error(status, body) {
+            Error::Upstream(e) => (e.message, e.code, e.retry_after),
+            other => return other,
+        },
+    };
+    // 401/403 are about the proxy's Google credentials, not the client's.
+    let (status, message) = match status {
+        401 | 403 => (
+            502,
+            format!("Vertex AI refused the proxy's Google credentials (HTTP {status}): {message}"),
+        ),
+        s => (s, message),
+    };
+    Error::Upstream(UpstreamError {
+        status,
+        message,
+        error_type: None,
+        code,
+        param: None,
+        retry_after,
+    })
+}
+
+fn chunk_error(e: ChunkError) -> Error {
+    Error::Upstream(UpstreamError {
+        status: e.code.unwrap_or(502),
+        message: e.message,
+        error_type: None,
+        code: e.status.map(|s| s.to_ascii_lowercase()),
+        param: None,
+        retry_after: None,
+    })
+}
+
+impl Translator for VertexGemini {
+    type Stream = Stream;
+
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        Settings::parse(settings).map(drop)
+    }
+
+    fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        let settings = settings(ctx)?;
+        let req: CreateResponse = serde_json::from_slice(body)
+            .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
+        let extras = llmproxy_sdk::extras(ctx)?;
+        let target = request::Target {
+            model: &ctx.upstream_model,
+            settings: &settings,
+            chat: extras.chat.as_ref(),
+        };
+        let gemini = request::build(&req, &target)?;
+        let method = if ctx.streaming {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        let state = State {
+            single_call: req.parallel_tool_calls == Some(false),
+        };
+        Ok(UpstreamRequest {
+            method: "POST".into(),
+            path: settings.model_path("google", &ctx.upstream_model, method),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&gemini).map_err(|e| Error::internal(e.to_string()))?,
+            state: serde_json::to_string(&state).unwrap_or_default(),
+        })
+    }
+
+    fn response(ctx: &Context, state: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
+        if !(200..300).contains(&response.status) {
+            return Err(vertex_error(response.status, &response.body));
+        }
+        let answer: Value = serde_json::from_slice(&response.body).map_err(|e| {
+            Error::internal(format!(
+                "Vertex answered with a body that is not JSON ({e}): {}",
+                llmproxy_sdk::snippet(&String::from_utf8_lossy(&response.body), 200)
+            ))
+        })?;
+        let mut mapper = Mapper::new(
+            IdGen::new(),
+            &ctx.upstream_model,
+            parse_state(state).single_call,
+        );
+        mapper
+            .chunk(&answer, &mut Vec::new())
+            .map_err(chunk_error)?;
+        serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
+        Stream {
+            mapper: Mapper::new(
+                IdGen::new(),
+                &ctx.upstream_model,
+                parse_state(&state).single_call,
+            ),
+        }
+    }
+}
+
+/// Maps the SSE chunks of `streamGenerateContent`.
+#[derive(Debug)]
+pub struct Stream {
+    mapper: Mapper,
+}
+
+fn strings(events: Vec<Value>) -> Vec<String> {
+    events.into_iter().map(|e| e.to_string()).collect()
+}
+
+impl EventStream for Stream {
+    fn push(&mut self, _event: &str, data: &str) -> Result<Vec<String>, Error> {
+        let data = data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            Error::internal(format!(
+                "Vertex sent a stream chunk that is not JSON ({e}): {}",
+                llmproxy_sdk::snippet(data, 200)
+            ))
+        })?;
+        let mut out = Vec::new();
+        self.mapper.chunk(&chunk, &mut out).map_err(chunk_error)?;
+        Ok(strings(out))
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        self.mapper.end(&mut out, true);
+        Ok(strings(out))
+    }
+}
+
+llmproxy_sdk::export_translator!(VertexGemini);
+
+#[cfg(test)]
+mod tests;

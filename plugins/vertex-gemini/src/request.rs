@@ -1,0 +1,868 @@
+//! Canonical Responses request → Vertex `generateContent` body.
+
+use crate::schema;
+use llmproxy_sdk::api::ConvertError;
+use llmproxy_sdk::api::chat::ChatRequest;
+use llmproxy_sdk::api::envelope;
+use llmproxy_sdk::api::responses::{
+    ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, Tool, ToolChoice,
+};
+use llmproxy_sdk::api::vertex::Settings;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+/// The signature Google documents for function calls it did not sign (history
+/// from another provider, or from a client that dropped the reasoning
+/// items).
+pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// What the model name says about its capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// (major, minor) of `gemini-X.Y`; unknown names count as 2.5.
+    pub version: (u32, u32),
+    pub pro: bool,
+    pub flash_lite: bool,
+}
+
+impl ModelInfo {
+    pub fn of(model: &str) -> ModelInfo {
+        let version = model
+            .split("gemini-")
+            .nth(1)
+            .and_then(|rest| {
+                let v: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let mut it = v.split('.');
+                let major = it.next()?.parse().ok()?;
+                let minor = it.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                Some((major, minor))
+            })
+            .unwrap_or((2, 5));
+        ModelInfo {
+            version,
+            pro: model.contains("-pro"),
+            flash_lite: model.contains("flash-lite"),
+        }
+    }
+
+    /// Gemini 3 and later: thinking levels, mandatory call signatures.
+    pub fn gen3(&self) -> bool {
+        self.version.0 >= 3
+    }
+
+    /// Gemini 2.5 and later understand full JSON Schema.
+    fn json_schema(&self) -> bool {
+        self.version >= (2, 5)
+    }
+}
+
+/// The model and settings a request is translated for.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// Upstream model id (goes in the URL, and in signature envelopes).
+    pub model: &'a str,
+    pub settings: &'a Settings,
+    /// The client's Chat request, when it spoke Chat.
+    pub chat: Option<&'a ChatRequest>,
+}
+
+fn invalid(message: impl Into<String>, param: impl Into<String>) -> ConvertError {
+    ConvertError::invalid(message, param)
+}
+
+fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ConvertError {
+    ConvertError::unsupported(message, param)
+}
+
+#[derive(Debug)]
+struct Turn {
+    role: &'static str,
+    parts: Vec<Value>,
+    /// Call ids of the turn's `functionCall` (model) or `functionResponse`
+    /// (user) parts, in part order.
+    calls: Vec<(usize, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Turns(Vec<Turn>);
+
+impl Turns {
+    /// Appends a part to the last turn if it has `role`, else to a new turn
+    /// (consecutive same-role items merge).
+    fn push(&mut self, role: &'static str, part: Value, call: Option<String>) {
+        if self.0.last().is_none_or(|t| t.role != role) {
+            self.0.push(Turn {
+                role,
+                parts: Vec::new(),
+                calls: Vec::new(),
+            });
+        }
+        if let Some(turn) = self.0.last_mut() {
+            if let Some(id) = call {
+                turn.calls.push((turn.parts.len(), id));
+            }
+            turn.parts.push(part);
+        }
+    }
+
+    fn last_model_turn(&mut self) -> Option<&mut Turn> {
+        self.0.last_mut().filter(|t| t.role == "model")
+    }
+}
+
+/// Builds the `generateContent` body.
+pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
+    let info = ModelInfo::of(t.model);
+    refuse_unsupported(req, t)?;
+
+    let items = req.input_items();
+    let names: HashMap<&str, &str> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::FunctionCall(c) => Some((c.call_id.as_str(), c.name.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut system = Vec::new();
+    if let Some(s) = req.instructions.as_deref().filter(|s| !s.trim().is_empty()) {
+        system.push(s.to_string());
+    }
+    let mut turns = Turns::default();
+    let mut call_sigs: HashMap<String, String> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("input[{i}]");
+        match item {
+            Item::Message(m) if matches!(m.role, Role::System | Role::Developer) => {
+                for part in m.content.parts(m.role) {
+                    match part {
+                        ContentPart::InputText(p) => system.push(p.text),
+                        ContentPart::OutputText(p) => system.push(p.text),
+                        _ => {
+                            return Err(unsupported(
+                                "system and developer messages can only hold text for Gemini",
+                                format!("{at}.content"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Item::Message(m) if m.role == Role::User => {
+                for (j, part) in m.content.parts(Role::User).iter().enumerate() {
+                    if let Some(p) = user_part(part, &info, &format!("{at}.content[{j}]"))? {
+                        turns.push("user", p, None);
+                    }
+                }
+            }
+            Item::Message(m) => {
+                for part in m.content.parts(Role::Assistant) {
+                    let text = match part {
+                        ContentPart::OutputText(p) => p.text,
+                        ContentPart::InputText(p) => p.text,
+                        ContentPart::Refusal(r) => r.refusal,
+                        _ => {
+                            return Err(unsupported(
+                                "assistant messages can only hold text for Gemini",
+                                format!("{at}.content"),
+                            ));
+                        }
+                    };
+                    if !text.is_empty() {
+                        turns.push("model", json!({"text": text}), None);
+                    }
+                }
+            }
+            Item::Reasoning(r) => {
+                let Some(env) = r
+                    .encrypted_content
+                    .as_deref()
+                    .and_then(|e| envelope::open("gemini", e))
+                else {
+                    // Not Gemini's state (or no state): nothing to replay.
+                    continue;
+                };
+                // A signature is only valid for the model that made it.
+                if env
+                    .get("m")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m != t.model)
+                {
+                    continue;
+                }
+                for sig in env
+                    .get("sigs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let (Some(anchor), Some(s)) =
+                        (sig.get("a"), sig.get("s").and_then(Value::as_str))
+                    else {
+                        continue;
+                    };
+                    if let Some(call) = anchor.get("call").and_then(Value::as_str) {
+                        call_sigs.insert(call.to_string(), s.to_string());
+                    } else if anchor.get("text").is_some() {
+                        // The signature of the last text part of this turn.
+                        if let Some(part) = turns.last_model_turn().and_then(|t| {
+                            t.parts.iter_mut().rev().find(|p| p.get("text").is_some())
+                        }) {
+                            part["thoughtSignature"] = json!(s);
+                        }
+                    } else if let Some(idx) = anchor.get("thought").and_then(Value::as_u64) {
+                        let text = r
+                            .summary
+                            .get(usize::try_from(idx).unwrap_or(usize::MAX))
+                            .map(|s| s.text.as_str())
+                            .unwrap_or("");
+                        if !text.is_empty() {
+                            turns.push(
+                                "model",
+                                json!({"text": text, "thought": true, "thoughtSignature": s}),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+            Item::FunctionCall(c) => {
+                let args: Value = if c.arguments.trim().is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str(&c.arguments).map_err(|e| {
+                        invalid(
+                            format!("function call arguments are not JSON: {e}"),
+                            format!("{at}.arguments"),
+                        )
+                    })?
+                };
+                if !args.is_object() {
+                    return Err(invalid(
+                        "function call arguments must be a JSON object for Gemini",
+                        format!("{at}.arguments"),
+                    ));
+                }
+                let mut part = json!({"functionCall": {"name": c.name, "args": args}});
+                if let Some(sig) = call_sigs.remove(&c.call_id) {
+                    part["thoughtSignature"] = json!(sig);
+                }
+                turns.push("model", part, Some(c.call_id.clone()));
+            }
+            Item::FunctionCallOutput(o) => {
+                let name = names.get(o.call_id.as_str()).ok_or_else(|| {
+                    invalid(
+                        format!(
+                            "function_call_output for call_id {:?} has no matching function_call in the input; Gemini needs the call to name the function",
+                            o.call_id
+                        ),
+                        format!("{at}.call_id"),
+                    )
+                })?;
+                let text = o.output_text();
+                let output = match serde_json::from_str::<Value>(&text) {
+                    Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+                    _ => Value::String(text),
+                };
+                turns.push(
+                    "user",
+                    json!({"functionResponse": {"name": name, "response": {"output": output}}}),
+                    Some(o.call_id.clone()),
+                );
+            }
+            Item::ItemReference(_) => {
+                return Err(unsupported(
+                    "item references are not supported by Gemini",
+                    at,
+                ));
+            }
+            Item::Other(v) => {
+                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+                return Err(unsupported(
+                    format!("input items of type {kind:?} are not supported by Gemini"),
+                    at,
+                ));
+            }
+        }
+    }
+    pair_function_responses(&mut turns)?;
+    if turns.0.first().is_some_and(|t| t.role == "model") {
+        return Err(invalid(
+            "the conversation starts with an assistant turn; Gemini needs a user message first",
+            "input",
+        ));
+    }
+    if turns.0.is_empty() {
+        return Err(invalid(
+            "the request has no input for Gemini to answer",
+            "input",
+        ));
+    }
+    if info.gen3() {
+        sign_current_turn(&mut turns);
+    }
+
+    let mut body = Map::new();
+    body.insert(
+        "contents".into(),
+        Value::Array(
+            turns
+                .0
+                .into_iter()
+                .map(|t| json!({"role": t.role, "parts": t.parts}))
+                .collect(),
+        ),
+    );
+    if !system.is_empty() {
+        body.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system.join("\n\n")}]}),
+        );
+    }
+    let (tools, any_strict) = tools(req, t, &info)?;
+    if let Some(tools) = tools {
+        body.insert("tools".into(), tools);
+    }
+    if let Some(config) = tool_config(req, any_strict)? {
+        body.insert("toolConfig".into(), config);
+    }
+    let generation = generation_config(req, t, &info)?;
+    if !generation.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(generation));
+    }
+    if let Some(safety) = &t.settings.safety_settings {
+        body.insert("safetySettings".into(), Value::Array(safety.clone()));
+    }
+    Ok(Value::Object(body))
+}
+
+/// Refuses what Gemini cannot do rather than dropping it.
+fn refuse_unsupported(req: &CreateResponse, t: &Target) -> Result<(), ConvertError> {
+    if req.previous_response_id.is_some() {
+        return Err(unsupported(
+            "`previous_response_id` is not supported by Gemini; send the whole conversation",
+            "previous_response_id",
+        ));
+    }
+    if req.background == Some(true) {
+        return Err(unsupported(
+            "`background: true` is not supported by Gemini",
+            "background",
+        ));
+    }
+    if req.max_tool_calls.is_some() {
+        return Err(unsupported(
+            "`max_tool_calls` is not supported by Gemini",
+            "max_tool_calls",
+        ));
+    }
+    if req.truncation.as_deref() == Some("auto") {
+        return Err(unsupported(
+            "`truncation: auto` is not supported by Gemini",
+            "truncation",
+        ));
+    }
+    if let Some(chat) = t.chat {
+        if let Some(param) = chat
+            .chat_only_params()
+            .into_iter()
+            .find(|p| !["stop", "seed"].contains(p))
+        {
+            return Err(unsupported(
+                format!("`{param}` is not supported by Gemini; remove it from the request"),
+                param,
+            ));
+        }
+        if chat.stop_sequences().len() > 5 {
+            return Err(invalid("Gemini accepts at most 5 stop sequences", "stop"));
+        }
+    }
+    Ok(())
+}
+
+/// A user-side content part, or `None` for an empty text.
+fn user_part(
+    part: &ContentPart,
+    info: &ModelInfo,
+    param: &str,
+) -> Result<Option<Value>, ConvertError> {
+    Ok(Some(match part {
+        ContentPart::InputText(p) if p.text.is_empty() => return Ok(None),
+        ContentPart::InputText(p) => json!({"text": p.text}),
+        ContentPart::OutputText(p) if p.text.is_empty() => return Ok(None),
+        ContentPart::OutputText(p) => json!({"text": p.text}),
+        ContentPart::Refusal(r) => json!({"text": r.refusal}),
+        ContentPart::InputImage(img) => image_part(img, info, param)?,
+        ContentPart::InputFile(f) => file_part(f, param)?,
+        ContentPart::Other(v) if v.get("type").and_then(Value::as_str) == Some("input_audio") => {
+            let data = v.pointer("/input_audio/data").and_then(Value::as_str);
+            let format = v.pointer("/input_audio/format").and_then(Value::as_str);
+            match (data, format) {
+                (Some(data), Some(format)) => {
+                    json!({"inlineData": {"mimeType": format!("audio/{format}"), "data": data}})
+                }
+                _ => return Err(invalid("input_audio needs `data` and `format`", param)),
+            }
+        }
+        ContentPart::Other(v) => {
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            return Err(unsupported(
+                format!("content parts of type {kind:?} are not supported by Gemini"),
+                param,
+            ));
+        }
+    }))
+}
+
+/// `data:<mime>;base64,<data>` → (mime, data).
+fn data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mime = meta.strip_suffix(";base64")?;
+    Some((mime, data))
+}
+
+/// A MIME type from a file name or URL's extension.
+fn mime_from_name(name: &str) -> Option<&'static str> {
+    let path = name.split(['?', '#']).next().unwrap_or(name);
+    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "pdf" => "application/pdf",
+        "txt" | "md" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "ogg" => "audio/ogg",
+        "flac" => "audio/flac",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        _ => return None,
+    })
+}
+
+fn image_part(img: &InputImage, info: &ModelInfo, param: &str) -> Result<Value, ConvertError> {
+    let Some(url) = img.image_url.as_deref() else {
+        return Err(unsupported(
+            "images by `file_id` are not supported by Gemini; send `image_url` (a URL or a data: URL)",
+            param,
+        ));
+    };
+    let mut part = match data_url(url) {
+        Some((mime, data)) => json!({"inlineData": {"mimeType": mime, "data": data}}),
+        None if url.starts_with("gs://")
+            || url.starts_with("https://")
+            || url.starts_with("http://") =>
+        {
+            json!({"fileData": {"fileUri": url, "mimeType": mime_from_name(url).unwrap_or("image/jpeg")}})
+        }
+        None => {
+            return Err(invalid(
+                "`image_url` must be an http(s):// or gs:// URL, or a data:<mime>;base64 URL",
+                format!("{param}.image_url"),
+            ));
+        }
+    };
+    if info.gen3() {
+        let level = match img.detail.as_deref() {
+            Some("low") => Some("MEDIA_RESOLUTION_LOW"),
+            Some("high") => Some("MEDIA_RESOLUTION_HIGH"),
+            _ => None,
+        };
+        if let Some(level) = level {
+            part["mediaResolution"] = json!({"level": level});
+        }
+    }
+    Ok(part)
+}
+
+fn file_part(f: &InputFile, param: &str) -> Result<Value, ConvertError> {
+    if let Some(data) = &f.file_data {
+        if let Some((mime, data)) = data_url(data) {
+            return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+        }
+        let mime = f.filename.as_deref().and_then(mime_from_name).ok_or_else(|| {
+            invalid(
+                "cannot tell the file's type: send `file_data` as a data:<mime>;base64 URL or give a `filename` with an extension",
+                format!("{param}.filename"),
+            )
+        })?;
+        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+    }
+    if let Some(url) = &f.file_url {
+        let mime = mime_from_name(url)
+            .or_else(|| f.filename.as_deref().and_then(mime_from_name))
+            .ok_or_else(|| {
+                invalid(
+                    "cannot tell the file's type from `file_url`; add a `filename`",
+                    param,
+                )
+            })?;
+        return Ok(json!({"fileData": {"fileUri": url, "mimeType": mime}}));
+    }
+    Err(unsupported(
+        "files by `file_id` are not supported by Gemini; send `file_data` or `file_url`",
+        param,
+    ))
+}
+
+/// Orders each function-response turn like the calls of the model turn
+/// before it and checks that every call has exactly one response - Gemini
+/// rejects the request otherwise.
+fn pair_function_responses(turns: &mut Turns) -> Result<(), ConvertError> {
+    for i in 0..turns.0.len() {
+        if turns.0[i].role != "model" || turns.0[i].calls.is_empty() {
+            continue;
+        }
+        let calls: Vec<String> = turns.0[i].calls.iter().map(|(_, id)| id.clone()).collect();
+        let Some(next) = turns.0.get_mut(i + 1) else {
+            return Err(invalid(
+                format!(
+                    "the function call {:?} has no function_call_output; send every tool result before continuing",
+                    calls[0]
+                ),
+                "input",
+            ));
+        };
+        let answered: Vec<String> = next.calls.iter().map(|(_, id)| id.clone()).collect();
+        if let Some(missing) = calls.iter().find(|c| !answered.contains(c)) {
+            return Err(invalid(
+                format!(
+                    "the function call {missing:?} has no function_call_output right after it; Gemini needs one response per call"
+                ),
+                "input",
+            ));
+        }
+        if let Some(extra) = answered.iter().find(|a| !calls.contains(a)) {
+            return Err(invalid(
+                format!(
+                    "the function_call_output for {extra:?} does not answer the function calls right before it"
+                ),
+                "input",
+            ));
+        }
+        // Responses first, in call order; other parts after them.
+        let mut responses: Vec<(usize, Value)> = Vec::new();
+        let positions: Vec<usize> = next.calls.iter().map(|(p, _)| *p).collect();
+        for (pos, id) in &next.calls {
+            let order = calls.iter().position(|c| c == id).unwrap_or(usize::MAX);
+            responses.push((order, next.parts[*pos].clone()));
+        }
+        responses.sort_by_key(|(o, _)| *o);
+        let others: Vec<Value> = next
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| !positions.contains(p))
+            .map(|(_, v)| v.clone())
+            .collect();
+        next.parts = responses
+            .into_iter()
+            .map(|(_, v)| v)
+            .chain(others)
+            .collect();
+        next.calls = calls.into_iter().enumerate().collect();
+    }
+    Ok(())
+}
+
+/// Gemini 3 requires the first function call of every step of the current
+/// turn (since the last user message with real content) to carry a
+/// signature; unsigned ones get Google's documented placeholder.
+fn sign_current_turn(turns: &mut Turns) {
+    let start = turns
+        .0
+        .iter()
+        .rposition(|t| {
+            t.role == "user" && t.parts.iter().any(|p| p.get("functionResponse").is_none())
+        })
+        .map_or(0, |i| i + 1);
+    for turn in turns.0.iter_mut().skip(start) {
+        if turn.role != "model" {
+            continue;
+        }
+        if let Some(first) = turn
+            .parts
+            .iter_mut()
+            .find(|p| p.get("functionCall").is_some())
+            && first.get("thoughtSignature").is_none()
+        {
+            first["thoughtSignature"] = json!(SKIP_SIGNATURE);
+        }
+    }
+}
+
+/// Google's function-name rule: a letter or `_` first, then letters,
+/// digits, `_ . : -`, at most 128 characters.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+        && name.len() <= 128
+}
+
+fn schema_mode_json(t: &Target, info: &ModelInfo) -> bool {
+    match t.settings.schema_mode.as_deref() {
+        Some("openapi") => false,
+        Some(_) => true,
+        None => info.json_schema(),
+    }
+}
+
+/// `tools` (all functions in one `functionDeclarations` list) and whether
+/// any tool is `strict`.
+fn tools(
+    req: &CreateResponse,
+    t: &Target,
+    info: &ModelInfo,
+) -> Result<(Option<Value>, bool), ConvertError> {
+    let mut declarations = Vec::new();
+    let mut strict = false;
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        let f = match tool {
+            Tool::Function(f) => f,
+            Tool::Other(v) => {
+                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+                return Err(unsupported(
+                    format!(
+                        "tools of type {kind:?} are not supported by Gemini; only function tools are"
+                    ),
+                    format!("tools[{i}]"),
+                ));
+            }
+        };
+        if !valid_name(&f.name) {
+            return Err(invalid(
+                format!(
+                    "Gemini needs function names that start with a letter or _ and use only letters, digits, _ . : - (got {:?})",
+                    f.name
+                ),
+                format!("tools[{i}].name"),
+            ));
+        }
+        strict |= f.strict == Some(true);
+        let mut decl = json!({"name": f.name});
+        if let Some(d) = f.description.as_deref().filter(|d| !d.is_empty()) {
+            decl["description"] = json!(d);
+        }
+        if let Some(params) = &f.parameters {
+            if schema_mode_json(t, info) {
+                let empty = params
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty)
+                    && params.get("type").and_then(Value::as_str) == Some("object");
+                if !empty {
+                    decl["parametersJsonSchema"] = schema::json_schema(params);
+                }
+            } else if let Some(p) =
+                schema::openapi(params).map_err(|e| invalid(e, format!("tools[{i}].parameters")))?
+            {
+                decl["parameters"] = p;
+            }
+        }
+        declarations.push(decl);
+    }
+    Ok((
+        (!declarations.is_empty()).then(|| json!([{"functionDeclarations": declarations}])),
+        strict,
+    ))
+}
+
+/// `toolConfig.functionCallingConfig` from `tool_choice`.
+fn tool_config(req: &CreateResponse, any_strict: bool) -> Result<Option<Value>, ConvertError> {
+    if req.tools.as_ref().is_none_or(Vec::is_empty) {
+        return Ok(None);
+    }
+    let auto = if any_strict { "VALIDATED" } else { "AUTO" };
+    let config = match &req.tool_choice {
+        None => json!({"mode": auto}),
+        Some(ToolChoice::Mode(m)) => match m.as_str() {
+            "auto" => json!({"mode": auto}),
+            "none" => json!({"mode": "NONE"}),
+            "required" => json!({"mode": "ANY"}),
+            other => {
+                return Err(invalid(
+                    format!("tool_choice {other:?} is not one of auto, none, required"),
+                    "tool_choice",
+                ));
+            }
+        },
+        Some(ToolChoice::Function { name, .. }) => {
+            json!({"mode": "ANY", "allowedFunctionNames": [name]})
+        }
+        Some(ToolChoice::AllowedTools { mode, tools, .. }) => {
+            let names = ToolChoice::allowed_names(tools);
+            let mode = match mode.as_deref() {
+                Some("required") => "ANY",
+                Some("none") => "NONE",
+                _ => "VALIDATED",
+            };
+            json!({"mode": mode, "allowedFunctionNames": names})
+        }
+        Some(ToolChoice::Other(_)) => {
+            return Err(unsupported(
+                "this tool_choice is not supported by Gemini",
+                "tool_choice",
+            ));
+        }
+    };
+    Ok(Some(json!({"functionCallingConfig": config})))
+}
+
+/// `thinkingBudget` for Gemini 2.5 by effort (overridable per backend).
+fn thinking_budget(effort: &str, info: &ModelInfo, t: &Target) -> Option<i64> {
+    if let Some(b) = t
+        .settings
+        .thinking_budgets
+        .as_ref()
+        .and_then(|m| m.get(effort))
+    {
+        return Some(*b);
+    }
+    let floor = if info.pro {
+        128
+    } else if info.flash_lite {
+        512
+    } else {
+        0
+    };
+    let budget = match effort {
+        "none" => 0,
+        "minimal" => 128,
+        "low" => 1024,
+        "medium" => 8192,
+        "high" | "xhigh" | "max" => {
+            if info.pro {
+                32768
+            } else {
+                24576
+            }
+        }
+        _ => return None,
+    };
+    Some(if budget == 0 && floor == 0 {
+        0
+    } else {
+        budget.max(floor)
+    })
+}
+
+/// `thinkingLevel` for Gemini 3 by effort.
+fn thinking_level(effort: &str, info: &ModelInfo) -> Option<&'static str> {
+    Some(match (effort, info.pro) {
+        ("none" | "minimal", false) => "MINIMAL",
+        ("low", false) => "LOW",
+        ("medium", false) => "MEDIUM",
+        ("none" | "minimal" | "low", true) => "LOW",
+        ("medium" | "high" | "xhigh" | "max", true) => "HIGH",
+        ("high" | "xhigh" | "max", false) => "HIGH",
+        _ => return None,
+    })
+}
+
+fn generation_config(
+    req: &CreateResponse,
+    t: &Target,
+    info: &ModelInfo,
+) -> Result<Map<String, Value>, ConvertError> {
+    let mut g = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            g.insert(k.into(), v);
+        }
+    };
+    put("temperature", req.temperature.map(|v| json!(v)));
+    put("topP", req.top_p.map(|v| json!(v)));
+    put("maxOutputTokens", req.max_output_tokens.map(|v| json!(v)));
+    put("presencePenalty", req.presence_penalty.map(|v| json!(v)));
+    put("frequencyPenalty", req.frequency_penalty.map(|v| json!(v)));
+    if let Some(chat) = t.chat {
+        let stop = chat.stop_sequences();
+        put("stopSequences", (!stop.is_empty()).then(|| json!(stop)));
+        put("seed", chat.seed.map(|s| json!(s)));
+    }
+    let logprobs = req
+        .include
+        .iter()
+        .flatten()
+        .any(|i| i == llmproxy_sdk::api::chat_request::INCLUDE_LOGPROBS);
+    if logprobs || req.top_logprobs.is_some_and(|n| n > 0) {
+        put("responseLogprobs", Some(json!(true)));
+        put(
+            "logprobs",
+            req.top_logprobs.filter(|n| *n > 0).map(|n| json!(n)),
+        );
+    }
+    match req.text.as_ref().and_then(|t| t.format.as_ref()) {
+        None | Some(TextFormat::Text) => {}
+        Some(TextFormat::JsonObject) => put("responseMimeType", Some(json!("application/json"))),
+        Some(TextFormat::JsonSchema { schema, .. }) => {
+            put("responseMimeType", Some(json!("application/json")));
+            if let Some(s) = schema {
+                if schema_mode_json(t, info) {
+                    put("responseJsonSchema", Some(schema::json_schema(s)));
+                } else {
+                    put(
+                        "responseSchema",
+                        schema::openapi(s).map_err(|e| invalid(e, "text.format.schema"))?,
+                    );
+                }
+            }
+        }
+    }
+    let effort = req.reasoning.as_ref().and_then(|r| r.effort.as_deref());
+    let summary = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.summary.as_deref())
+        .is_some_and(|s| s != "none");
+    let include = match t.settings.include_thoughts.as_deref() {
+        Some("always") => true,
+        Some("never") => false,
+        _ => summary,
+    };
+    let mut thinking = Map::new();
+    if let Some(effort) = effort {
+        if info.gen3() {
+            let level = thinking_level(effort, info).ok_or_else(|| {
+                invalid(
+                    format!("reasoning.effort {effort:?} is not a known effort"),
+                    "reasoning.effort",
+                )
+            })?;
+            thinking.insert("thinkingLevel".into(), json!(level));
+        } else if info.version >= (2, 5) {
+            let budget = thinking_budget(effort, info, t).ok_or_else(|| {
+                invalid(
+                    format!("reasoning.effort {effort:?} is not a known effort"),
+                    "reasoning.effort",
+                )
+            })?;
+            thinking.insert("thinkingBudget".into(), json!(budget));
+        } else if effort != "none" {
+            return Err(unsupported(
+                format!("{} does not think; remove reasoning.effort", t.model),
+                "reasoning.effort",
+            ));
+        }
+    }
+    if include && info.version >= (2, 5) {
+        thinking.insert("includeThoughts".into(), json!(true));
+    }
+    if !thinking.is_empty() {
+        put("thinkingConfig", Some(Value::Object(thinking)));
+    }
+    Ok(g)
+}
