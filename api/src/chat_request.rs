@@ -634,31 +634,21 @@ pub fn responses_to_chat(
         }
     }
 
-    let mut tools = Vec::new();
-    for (i, tool) in req.tools.iter().flatten().enumerate() {
-        match tool {
-            Tool::Function(f) => tools.push(ChatTool {
-                kind: "function".into(),
-                function: Some(ChatFunction {
-                    name: f.name.clone(),
-                    description: f.description.clone(),
-                    parameters: f.parameters.clone(),
-                    strict: f.strict,
-                    extra: f.extra.clone(),
-                }),
-                extra: Map::new(),
+    let tools: Vec<ChatTool> = req
+        .function_tools("a Chat Completions backend")?
+        .into_iter()
+        .map(|(_, f)| ChatTool {
+            kind: "function".into(),
+            function: Some(ChatFunction {
+                name: f.name.clone(),
+                description: f.description.clone(),
+                parameters: f.parameters.clone(),
+                strict: f.strict,
+                extra: f.extra.clone(),
             }),
-            Tool::Other(v) => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
-                return Err(ConvertError::unsupported(
-                    format!(
-                        "tools of type {kind:?} are not supported by a Chat Completions backend; only function tools are"
-                    ),
-                    format!("tools[{i}]"),
-                ));
-            }
-        }
-    }
+            extra: Map::new(),
+        })
+        .collect();
 
     let tool_choice = match &req.tool_choice {
         None => None,

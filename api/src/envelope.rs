@@ -32,6 +32,20 @@ pub fn open(provider: &str, encrypted_content: &str) -> Option<Map<String, Value
     }
 }
 
+/// [`open`], but only when the envelope was sealed for `model` (field `m`):
+/// signatures are valid only for the model that made them.
+pub fn open_for_model(
+    provider: &str,
+    encrypted_content: &str,
+    model: &str,
+) -> Option<Map<String, Value>> {
+    open(provider, encrypted_content).filter(|env| {
+        env.get("m")
+            .and_then(Value::as_str)
+            .is_none_or(|m| m == model)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +68,10 @@ mod tests {
         );
         assert!(open("gemini", "gAAAAB-openai-blob").is_none());
         assert!(open("gemini", "pxy1.!!!").is_none());
+        let mut f = Map::new();
+        f.insert("m".into(), json!("gemini-3-pro"));
+        let e = seal("gemini", f);
+        assert!(open_for_model("gemini", &e, "gemini-3-pro").is_some());
+        assert!(open_for_model("gemini", &e, "gemini-3-flash").is_none());
     }
 }

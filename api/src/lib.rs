@@ -17,6 +17,9 @@
 //!   event stream from provider deltas.
 //! - [`envelope`]: provider state (thought and thinking signatures) carried in
 //!   reasoning items.
+//! - [`turns`]: two-role conversation turns with tool calls paired to their
+//!   results (Gemini, Claude).
+//! - [`media`]: data URLs and MIME types of images and files.
 //! - [`vertex`]: settings and URLs shared by the Vertex AI translators.
 //! - [`golden`]: a golden-file test helper.
 
@@ -27,8 +30,10 @@ pub mod chat_stream;
 pub mod envelope;
 pub mod golden;
 pub mod ids;
+pub mod media;
 pub mod responses;
 pub mod stream;
+pub mod turns;
 pub mod vertex;
 
 /// Prefix of llmproxy's reasoning envelopes: `encrypted_content` of a

@@ -72,6 +72,62 @@ pub struct CreateResponse {
 }
 
 impl CreateResponse {
+    /// Refuses what a stateless backend that answers every request anew
+    /// (`backend` names it in the message) cannot do, rather than drop it:
+    /// `previous_response_id`, `background`, `max_tool_calls`,
+    /// `truncation: auto`.
+    pub fn refuse_stateful(&self, backend: &str) -> Result<(), crate::ConvertError> {
+        let refuse = |what: &str, param: &str| {
+            Err(crate::ConvertError::unsupported(
+                format!("{what} is not supported by {backend}"),
+                param,
+            ))
+        };
+        if self.previous_response_id.is_some() {
+            return Err(crate::ConvertError::unsupported(
+                format!(
+                    "`previous_response_id` is not supported by {backend}: send the whole conversation in `input`"
+                ),
+                "previous_response_id",
+            ));
+        }
+        if self.background == Some(true) {
+            return refuse("`background: true`", "background");
+        }
+        if self.max_tool_calls.is_some() {
+            return refuse("`max_tool_calls`", "max_tool_calls");
+        }
+        if self.truncation.as_deref() == Some("auto") {
+            return refuse("`truncation: auto`", "truncation");
+        }
+        Ok(())
+    }
+
+    /// The function tools, with their index in `tools`; built-in tools are
+    /// refused naming `backend` (which has only function tools).
+    pub fn function_tools(
+        &self,
+        backend: &str,
+    ) -> Result<Vec<(usize, &FunctionTool)>, crate::ConvertError> {
+        self.tools
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, tool)| match tool {
+                Tool::Function(f) => Ok((i, f)),
+                Tool::Other(v) => {
+                    let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+                    Err(crate::ConvertError::unsupported(
+                        format!(
+                            "tools of type {kind:?} are not supported by {backend}; only function tools are"
+                        ),
+                        format!("tools[{i}]"),
+                    ))
+                }
+            })
+            .collect()
+    }
+
     /// The input as a list of items (a string input is one user message).
     pub fn input_items(&self) -> Vec<Item> {
         match &self.input {
@@ -217,6 +273,54 @@ pub struct Message {
     pub status: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Message {
+    /// The non-empty texts of a system, developer or assistant message, for
+    /// providers that take those as plain text (instructions, model turns).
+    /// Other parts are refused naming `provider` and `param`.
+    pub fn texts(&self, provider: &str, param: &str) -> Result<Vec<String>, crate::ConvertError> {
+        let mut texts = Vec::new();
+        for part in self.content.parts(self.role) {
+            let text = match part {
+                ContentPart::InputText(p) => p.text,
+                ContentPart::OutputText(p) => p.text,
+                ContentPart::Refusal(r) if self.role == Role::Assistant => r.refusal,
+                _ => {
+                    return Err(crate::ConvertError::unsupported(
+                        format!(
+                            "{} messages can only hold text for {provider}",
+                            self.role.as_str()
+                        ),
+                        format!("{param}.content"),
+                    ));
+                }
+            };
+            if !text.is_empty() {
+                texts.push(text);
+            }
+        }
+        Ok(texts)
+    }
+}
+
+impl Item {
+    /// The error for an item a provider cannot take as history (item
+    /// references, kinds this crate does not model).
+    pub fn unsupported(&self, provider: &str, param: &str) -> crate::ConvertError {
+        let kind = match self {
+            Item::ItemReference(_) => "item_reference",
+            Item::Other(v) => v.get("type").and_then(Value::as_str).unwrap_or("unknown"),
+            Item::Message(_) => "message",
+            Item::FunctionCall(_) => "function_call",
+            Item::FunctionCallOutput(_) => "function_call_output",
+            Item::Reasoning(_) => "reasoning",
+        };
+        crate::ConvertError::unsupported(
+            format!("input items of type {kind:?} are not supported by {provider}"),
+            param,
+        )
+    }
 }
 
 /// A message's content: a string or a list of parts.
@@ -402,6 +506,31 @@ pub struct FunctionCall {
     pub status: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl FunctionCall {
+    /// The arguments as a JSON object (`""` counts as `{}`), for providers
+    /// that take them parsed; an error names `provider` and `param`.
+    pub fn arguments_object(
+        &self,
+        provider: &str,
+        param: &str,
+    ) -> Result<Value, crate::ConvertError> {
+        if self.arguments.trim().is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        match serde_json::from_str(&self.arguments) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            Ok(_) => Err(crate::ConvertError::invalid(
+                format!("function call arguments must be a JSON object for {provider}"),
+                format!("{param}.arguments"),
+            )),
+            Err(e) => Err(crate::ConvertError::invalid(
+                format!("function call arguments are not JSON: {e}"),
+                format!("{param}.arguments"),
+            )),
+        }
+    }
 }
 
 /// A `function_call_output` item: the result of a tool call.

@@ -11,8 +11,8 @@
 use crate::ids::IdGen;
 use crate::responses::ContentPart;
 use crate::responses::{
-    FunctionCall, Item, Message, MessageContent, OutputText, Reasoning, Refusal, Role, SummaryText,
-    Usage,
+    FunctionCall, Item, Message, MessageContent, OutputText, Reasoning, Refusal, Response, Role,
+    SummaryText, Usage,
 };
 use serde_json::{Map, Value, json};
 
@@ -61,6 +61,8 @@ pub struct StreamBuilder {
     open_reasoning: Option<usize>,
     started: bool,
     finished: bool,
+    /// The terminal event's response snapshot, once emitted.
+    terminal: Option<Value>,
 }
 
 impl StreamBuilder {
@@ -73,6 +75,7 @@ impl StreamBuilder {
             open_reasoning: None,
             started: false,
             finished: false,
+            terminal: None,
         }
     }
 
@@ -472,15 +475,15 @@ impl StreamBuilder {
         }
         let output: Vec<Item> = self.output();
         let mut response = json!({"output": output, "usage": usage});
-        match finish {
+        let event = match finish {
             Finish::Completed => {
                 response["status"] = json!("completed");
-                out.push(json!({"type": "response.completed", "response": response}));
+                "response.completed"
             }
             Finish::Incomplete(reason) => {
                 response["status"] = json!("incomplete");
                 response["incomplete_details"] = json!({"reason": reason});
-                out.push(json!({"type": "response.incomplete", "response": response}));
+                "response.incomplete"
             }
             Finish::Failed { code, message } => {
                 response["status"] = json!("failed");
@@ -488,10 +491,29 @@ impl StreamBuilder {
                 out.push(json!({"type": "error", "error": {
                     "type": "server_error", "code": code, "message": message, "param": null
                 }}));
-                out.push(json!({"type": "response.failed", "response": response}));
+                "response.failed"
             }
-        }
+        };
+        out.push(json!({"type": event, "response": response}));
+        self.terminal = Some(response);
         self.finished = true;
+    }
+
+    /// The response of a finished stream, as a non-streamed answer: the
+    /// terminal event's status, details, usage and every item.
+    pub fn response(&self) -> Response {
+        let field = |k: &str| self.terminal.as_ref().and_then(|r| r.get(k)).cloned();
+        Response {
+            id: None,
+            status: field("status").and_then(|s| s.as_str().map(str::to_string)),
+            output: self.output(),
+            usage: field("usage").and_then(|u| serde_json::from_value(u).ok()),
+            incomplete_details: field("incomplete_details").filter(|v| !v.is_null()),
+            error: field("error").filter(|v| !v.is_null()),
+            created_at: None,
+            model: None,
+            extra: Map::new(),
+        }
     }
 
     /// The items closed so far, in `output_index` order.

@@ -30,19 +30,74 @@ pub struct Settings {
     /// asks for a reasoning summary; default), `always`, `never`.
     #[serde(default)]
     pub include_thoughts: Option<String>,
-    /// Gemini 2.5: `thinkingBudget` per `reasoning.effort`, overriding the
-    /// built-in table.
+    /// Gemini 2.5 and Claude: thinking budget (tokens) per
+    /// `reasoning.effort`, overriding the built-in table.
     #[serde(default)]
     pub thinking_budgets: Option<BTreeMap<String, i64>>,
     /// Gemini: `safetySettings`, sent as given.
     #[serde(default)]
     pub safety_settings: Option<Vec<Value>>,
-    /// Claude: `max_tokens` when the request sets no limit (default 8192).
-    #[serde(default)]
-    pub claude_max_tokens: Option<u64>,
-    /// Claude: `anthropic_beta` features to send in the body.
+    /// Claude: `max_tokens` when the request sets no limit: one number for
+    /// every model, or a table of model-name prefix → number (the longest
+    /// matching prefix wins; unlisted models keep the built-in default, the
+    /// model's maximum output).
+    #[serde(default, deserialize_with = "max_tokens")]
+    pub claude_max_tokens: Option<MaxTokens>,
+    /// Claude: `anthropic_beta` features to send in the body (Vertex
+    /// rejects unknown ones, so client betas are never forwarded).
     #[serde(default)]
     pub anthropic_beta: Option<Vec<String>>,
+    /// Claude: mark prompt-cache breakpoints (tools, system prompt and the
+    /// latest user turns) so that repeated prefixes are billed as cache
+    /// reads. Default true.
+    #[serde(default)]
+    pub claude_prompt_caching: Option<bool>,
+}
+
+/// `claude_max_tokens`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaxTokens {
+    /// The same for every model.
+    All(u64),
+    /// By model-name prefix.
+    ByModel(BTreeMap<String, u64>),
+}
+
+impl MaxTokens {
+    /// The configured value for `model`, if any.
+    pub fn for_model(&self, model: &str) -> Option<u64> {
+        match self {
+            MaxTokens::All(n) => Some(*n),
+            MaxTokens::ByModel(map) => map
+                .iter()
+                .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+                .map(|(_, n)| *n),
+        }
+    }
+}
+
+fn max_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MaxTokens>, D::Error> {
+    use serde::de::Error;
+    let bad = || {
+        D::Error::custom(
+            "`claude_max_tokens` must be a positive number, or a table of model-name prefix = positive number",
+        )
+    };
+    let positive = |v: &Value| v.as_u64().filter(|n| *n > 0);
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v @ Value::Number(_) => positive(&v)
+            .map(|n| Some(MaxTokens::All(n)))
+            .ok_or_else(bad),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| positive(v).map(|n| (k.clone(), n)))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .map(|m| Some(MaxTokens::ByModel(m)))
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
 }
 
 impl Settings {
@@ -182,10 +237,33 @@ mod tests {
                 r#"{"project":"p","location":"global","projectt":"x"}"#,
                 "projectt",
             ),
+            (
+                r#"{"project":"p","location":"global","claude_max_tokens":"lots"}"#,
+                "claude_max_tokens",
+            ),
+            (
+                r#"{"project":"p","location":"global","claude_max_tokens":{"claude-":0}}"#,
+                "claude_max_tokens",
+            ),
         ] {
             let e = Settings::parse(bad).unwrap_err();
             assert!(e.contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn claude_max_tokens_by_prefix() {
+        let s = Settings::parse(
+            r#"{"project":"p","location":"global","claude_max_tokens":{"claude-":1000,"claude-opus":2000}}"#,
+        )
+        .unwrap();
+        let m = s.claude_max_tokens.unwrap();
+        assert_eq!(m.for_model("claude-opus-4-6"), Some(2000));
+        assert_eq!(m.for_model("claude-sonnet-4-5@20250929"), Some(1000));
+        assert_eq!(m.for_model("gemini"), None);
+        let s = Settings::parse(r#"{"project":"p","location":"global","claude_max_tokens":5}"#)
+            .unwrap();
+        assert_eq!(s.claude_max_tokens, Some(MaxTokens::All(5)));
     }
 
     #[test]

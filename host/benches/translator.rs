@@ -70,6 +70,7 @@ fn main() {
         streaming: false,
         settings: "{}".into(),
         extras: "{}".into(),
+        media: Vec::new(),
     };
     let guest_ctx = llmproxy_sdk::Context {
         backend: host_ctx.backend.clone(),
@@ -78,6 +79,7 @@ fn main() {
         streaming: false,
         settings: "{}".into(),
         extras: "{}".into(),
+        media: Vec::new(),
     };
     let (warmup, iters) = (2_000, 20_000);
     let native = common::time(

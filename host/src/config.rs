@@ -32,9 +32,56 @@ pub struct Config {
     /// Sandbox limits for translators.
     #[serde(default)]
     pub translators: TranslatorLimits,
+    /// Downloading of images and files linked by URL, for backends that
+    /// only take them inline.
+    #[serde(default)]
+    pub media: MediaConfig,
     /// Backends, in routing order: the first whose `models` match wins.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+}
+
+/// `[media]`: when a translator needs a linked image or file inline (Claude
+/// on Vertex takes no image URLs), the proxy downloads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Whether to download at all; when off, such requests get 400.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub fetch: bool,
+    /// Largest file downloaded, in MiB. Default 20.
+    #[serde(default = "default_media_mib")]
+    pub max_mib: u32,
+    /// Seconds for one download. Default 30.
+    #[serde(default = "default_media_timeout")]
+    pub timeout_secs: f64,
+    /// Allow URLs on loopback, private and link-local addresses. Default
+    /// false: clients could otherwise make the proxy fetch from services
+    /// only it can reach (a cloud metadata server, say).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_media_mib() -> u32 {
+    20
+}
+fn default_media_timeout() -> f64 {
+    30.0
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            fetch: true,
+            max_mib: default_media_mib(),
+            timeout_secs: default_media_timeout(),
+            allow_private_networks: false,
+        }
+    }
 }
 
 /// `[server]`
@@ -237,6 +284,14 @@ impl Config {
         if self.server.max_body_mib == 0 {
             return Err(ConfigError::new("server.max_body_mib must be at least 1"));
         }
+        if self.media.max_mib == 0 || self.media.max_mib > 1024 {
+            return Err(ConfigError::new("media.max_mib must be between 1 and 1024"));
+        }
+        if !(self.media.timeout_secs > 0.0 && self.media.timeout_secs <= 3600.0) {
+            return Err(ConfigError::new(
+                "media.timeout_secs must be more than 0 and at most 3600",
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, backend) in self.backends.iter().enumerate() {
             let at = format!("backends[{i}] (name {:?})", backend.name);
@@ -333,7 +388,7 @@ pub(crate) struct KindDefaults {
 
 /// Kinds that talk to Vertex AI.
 fn vertex_kind(kind: &str) -> bool {
-    matches!(kind, "gcp-vertex" | "vertex-gemini" | "vertex-claude")
+    kind == "gcp-vertex"
 }
 
 impl KindDefaults {

@@ -28,6 +28,7 @@ mod config;
 mod credentials;
 mod error;
 mod ids;
+mod media;
 mod proxy;
 mod routing;
 mod server;
@@ -35,7 +36,9 @@ mod signatures;
 mod translator;
 mod upstream;
 
-pub use config::{BackendConfig, Config, ConfigError, Secret, ServerConfig, TranslatorLimits};
+pub use config::{
+    BackendConfig, Config, ConfigError, MediaConfig, Secret, ServerConfig, TranslatorLimits,
+};
 pub use error::Error;
 pub use proxy::Proxy;
 pub use translator::CONTRACT_VERSION;
@@ -93,6 +96,7 @@ pub mod internals {
         ) -> Result<Vec<u8>, crate::Error> {
             let mut instance = self.translator.instantiate().await?;
             instance.request(ctx, request).await?;
+
             let answer = UpstreamResponse {
                 status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],

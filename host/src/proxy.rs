@@ -5,10 +5,11 @@ use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
 use crate::config::{Auth, BackendConfig, Config, ConfigError, Secret};
 use crate::credentials::{Credentials, gcp};
 use crate::error::Error;
+use crate::media::MediaFetcher;
 use crate::routing::Routes;
-use crate::signatures::SignatureCache;
+use crate::signatures::{Learner, SignatureCache};
 use crate::translator::{
-    self, Context, Limits, Runtime, StreamInstance, Translator, UpstreamResponse,
+    self, Context, Limits, Requested, Runtime, StreamInstance, Translator, UpstreamResponse,
 };
 use crate::upstream::{self, SseEvent, SseParser, Upstream};
 use bytes::Bytes;
@@ -34,6 +35,7 @@ pub(crate) struct Inner {
     pub max_body_mib: u32,
     pub api_key: Option<Secret>,
     pub signatures: SignatureCache,
+    media: MediaFetcher,
     _runtime: Runtime,
 }
 
@@ -50,21 +52,27 @@ pub(crate) struct Backend {
     model_map: BTreeMap<String, String>,
 }
 
-/// The translators of a kind, by upstream model glob: `gcp-vertex` sends
-/// `claude-*` models to the Claude translator and the rest to Gemini; every
-/// bundled translator is a kind of its own.
+/// `gcp-vertex` sends `claude-*` models to the Claude translator and the
+/// rest to Gemini.
+const GCP_VERTEX: [(&str, &str); 2] = [("claude-*", "vertex-claude"), ("*", "vertex-gemini")];
+
+/// The translators of a kind, by upstream model glob. Every other bundled
+/// translator is a kind of its own.
 fn kind_translators(kind: &str) -> Option<Vec<(&'static str, &'static str)>> {
     if kind == "gcp-vertex" {
-        return Some(vec![("claude-*", "vertex-claude"), ("*", "vertex-gemini")]);
+        return Some(GCP_VERTEX.to_vec());
     }
-    translator::bundled_kinds()
-        .find(|k| *k == kind)
+    kinds()
+        .into_iter()
+        .find(|k| *k == kind && translator::bundled_kinds().any(|b| b == kind))
         .map(|k| vec![("*", k)])
 }
 
 /// Every kind a config may name.
 pub(crate) fn kinds() -> Vec<&'static str> {
-    let mut kinds: Vec<&'static str> = translator::bundled_kinds().collect();
+    let mut kinds: Vec<&'static str> = translator::bundled_kinds()
+        .filter(|k| GCP_VERTEX.iter().all(|(_, part)| part != k))
+        .collect();
     kinds.push("gcp-vertex");
     kinds.sort_unstable();
     kinds
@@ -111,6 +119,7 @@ impl Backend {
             streaming,
             settings: self.settings.clone(),
             extras: extras.to_string(),
+            media: Vec::new(),
         }
     }
 
@@ -198,6 +207,11 @@ impl Proxy {
                 model_map: cfg.model_map.clone(),
             }));
         }
+        let media = MediaFetcher::new(
+            &config.media,
+            upstream::tls_config().map_err(|e| ConfigError::new(format!("media: {e}")))?,
+        )
+        .map_err(|e| ConfigError::new(e.to_string()))?;
         let routes = Routes::new(config.backends.iter().map(|b| b.models.as_slice()))
             .map_err(|e| ConfigError::new(format!("invalid model glob: {e}")))?;
         Ok(Proxy {
@@ -208,6 +222,7 @@ impl Proxy {
                 max_body_mib: config.server.max_body_mib,
                 api_key: config.server.api_key.clone(),
                 signatures: SignatureCache::default(),
+                media,
                 _runtime: runtime,
             }),
         })
@@ -232,12 +247,29 @@ impl Proxy {
         let backend = self.route(&model)?;
         let upstream_model = backend.upstream_model(&model);
         let translator = backend.translator(&upstream_model)?.clone();
-        let ctx = backend.context(&model, upstream_model, streaming, extras);
+        let mut ctx = backend.context(&model, upstream_model, streaming, extras);
         // Chat clients cannot carry thought signatures; the proxy keeps them.
         let learn = (extras != "{}").then(|| self.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
         let mut instance = translator.instantiate().await?;
-        let mut request = instance.request(&ctx, &body).await?;
+        let mut request = match instance.request(&ctx, &body).await? {
+            Requested::Ready(request) => request,
+            Requested::NeedsMedia(urls) => {
+                ctx.media = self.inner.media.fetch_all(&urls).await?;
+                match instance.request(&ctx, &body).await? {
+                    Requested::Ready(request) => request,
+                    Requested::NeedsMedia(urls) => {
+                        return Err(Error::Translator {
+                            translator: translator.name().to_string(),
+                            detail: format!(
+                                "asked for media again after the host fetched it ({})",
+                                urls.join(", ")
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         let state = std::mem::take(&mut request.state);
         let response = backend
             .upstream
@@ -345,10 +377,10 @@ pub(crate) enum Outcome {
 /// State of one streamed exchange.
 struct StreamState {
     backend: Arc<Backend>,
-    /// Set for Chat clients: remember thought-signature carriers.
+    /// Set for Chat clients: remember provider reasoning state.
     learn: Option<Proxy>,
-    /// The last two finished items, for carrier → call pairs.
-    last_items: VecDeque<Value>,
+    /// Reasoning seen since the last call.
+    learner: Learner,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     parser: SseParser,
     translator: StreamInstance,
@@ -400,21 +432,14 @@ impl StreamState {
         }
     }
 
-    /// Remembers thought-signature carriers from finished items.
+    /// Remembers provider reasoning state from finished items.
     fn learn_from(&mut self, events: &[Value]) {
         let Some(proxy) = &self.learn else { return };
         for e in events {
             if e.get("type").and_then(Value::as_str) == Some("response.output_item.done")
                 && let Some(item) = e.get("item")
             {
-                self.last_items.push_back(item.clone());
-                if self.last_items.len() > 2 {
-                    self.last_items.pop_front();
-                }
-                proxy
-                    .inner
-                    .signatures
-                    .learn(self.last_items.make_contiguous());
+                self.learner.item(&proxy.inner.signatures, item);
             }
         }
     }
@@ -487,7 +512,7 @@ fn canonical_stream(
     let state = StreamState {
         backend,
         learn,
-        last_items: VecDeque::new(),
+        learner: Learner::default(),
         body: response.bytes_stream().boxed(),
         parser: SseParser::default(),
         translator,

@@ -23,6 +23,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub mod json;
 pub mod passthrough;
+pub mod vertex;
 
 /// Wire types and conversions (the `llmproxy-api` crate).
 pub use llmproxy_api as api;
@@ -42,7 +43,7 @@ pub mod bindings {
 }
 
 pub use bindings::exports::llmproxy::translator::translator::{
-    Context, Error, ErrorInfo, Headers, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Context, Error, ErrorInfo, Headers, Media, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 
 /// The WIT package version this SDK implements.
@@ -228,6 +229,37 @@ pub fn refuse_chat_only(
             Some(param),
         )),
     }
+}
+
+/// Canonical events as the JSON texts [`EventStream`] returns.
+pub fn event_strings(events: Vec<serde_json::Value>) -> Vec<String> {
+    events.into_iter().map(|e| e.to_string()).collect()
+}
+
+/// Parses an upstream's JSON answer; a body that is not JSON is a
+/// translator error quoting its start and naming `upstream`.
+pub fn json_body(body: &[u8], upstream: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::internal(format!(
+            "{upstream} answered with a body that is not JSON ({e}): {}",
+            snippet(&String::from_utf8_lossy(body), 200)
+        ))
+    })
+}
+
+/// Parses the data of one upstream SSE event as JSON; `None` when it is
+/// empty.
+pub fn json_event(data: &str, upstream: &str) -> Result<Option<serde_json::Value>, Error> {
+    let data = data.trim();
+    if data.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(data).map(Some).map_err(|e| {
+        Error::internal(format!(
+            "{upstream} sent a stream event that is not JSON ({e}): {}",
+            snippet(data, 200)
+        ))
+    })
 }
 
 /// The first `max` characters of `text`, with an ellipsis when cut.

@@ -43,6 +43,8 @@ fn defaults_apply() {
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(c.server.max_body_mib, 32);
     assert_eq!(c.translators.call_timeout_ms, 1000);
+    assert!(c.media.fetch && !c.media.allow_private_networks);
+    assert_eq!(c.media.max_mib, 20);
 }
 
 fn err(toml: &str) -> String {
@@ -164,6 +166,16 @@ fn limits_are_checked() {
         "[translators]\nmax_instances = 0\n{B}models = [\"*\"]\n"
     ));
     assert!(e.contains("max_instances"), "{e}");
+    let e = err(&format!("[media]\nmax_mib = 0\n{B}models = [\"*\"]\n"));
+    assert!(e.contains("media.max_mib"), "{e}");
+    let e = err(&format!(
+        "[media]\ntimeout_secs = -1\n{B}models = [\"*\"]\n"
+    ));
+    assert!(e.contains("media.timeout_secs"), "{e}");
+    let e = err(&format!(
+        "[media]\nallow_private = true\n{B}models = [\"*\"]\n"
+    ));
+    assert!(e.contains("allow_private"), "{e}");
 }
 
 #[test]

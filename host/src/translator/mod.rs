@@ -31,7 +31,15 @@ mod bindings {
 }
 
 use bindings::exports::llmproxy::translator::translator as wit;
-pub use wit::{Context, UpstreamRequest, UpstreamResponse};
+pub use wit::{Context, Media, UpstreamRequest, UpstreamResponse};
+
+/// What `request` produced: the upstream request, or the URLs the
+/// translator needs downloaded first (`error::needs-media`).
+#[derive(Debug)]
+pub(crate) enum Requested {
+    Ready(UpstreamRequest),
+    NeedsMedia(Vec<String>),
+}
 
 /// The WIT interface every translator must export, at this exact version.
 pub(crate) const INTERFACE: &str = "llmproxy:translator/translator";
@@ -448,17 +456,15 @@ impl Instance {
     }
 
     /// `request`: canonical Responses request -> upstream request.
-    pub(crate) async fn request(
-        &mut self,
-        ctx: &Context,
-        body: &[u8],
-    ) -> Result<UpstreamRequest, Error> {
+    pub(crate) async fn request(&mut self, ctx: &Context, body: &[u8]) -> Result<Requested, Error> {
         self.check()?;
         self.store
             .set_epoch_deadline(self.translator.deadline_ticks);
         let guest = self.bindings.llmproxy_translator_translator();
         match guest.call_request(&mut self.store, ctx, body).await {
-            Ok(result) => result.map_err(|e| self.guest_error(e)),
+            Ok(Ok(request)) => Ok(Requested::Ready(request)),
+            Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
+            Ok(Err(e)) => Err(self.guest_error(e)),
             Err(e) => Err(self.trap("trapped in request", &e)),
         }
     }
@@ -533,6 +539,10 @@ impl Instance {
             wit::Error::Internal(detail) => Error::Translator {
                 translator: translator.clone(),
                 detail,
+            },
+            wit::Error::NeedsMedia(_) => Error::Translator {
+                translator: translator.clone(),
+                detail: "asked for media outside `request`".into(),
             },
         }
     }

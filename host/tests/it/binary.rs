@@ -213,7 +213,7 @@ fn startup_errors_name_the_problem_and_the_fix() {
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"nonesuch\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
-            "available kinds: gcp-vertex, openai, openresponses, vertex-gemini",
+            "available kinds: gcp-vertex, openai, openresponses\n",
         ),
         (
             "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\nauth = { bearer_env = \"LLMPROXY_IT_SURELY_UNSET\" }\n",

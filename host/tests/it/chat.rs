@@ -558,17 +558,9 @@ async fn openai_kind_requires_its_key_unless_auth_says_otherwise() {
 /// and a streamed two-step tool loop.
 #[tokio::test]
 async fn vercel_ai_sdk_openai_compatible() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !dir.join("node_modules").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run `npm ci --prefix host/tests/node` first"
-        );
-        eprintln!("skipped: run `npm ci --prefix host/tests/node` to enable");
-        return;
-    }
+    let Some(dir) = node_dir() else { return };
     let (_up, proxy) = openai_proxy("").await;
-    let v = run_client("node", &dir.join("ai-sdk.mjs"), &proxy.url).await;
+    let v = run_client("node", &dir.join("ai-sdk.mjs"), &proxy.url, &[]).await;
     assert_eq!(v["plain"], "Hello from gpt-x");
     assert_eq!(v["plainFinish"], "stop");
     assert_eq!(v["calls"], json!(["Paris"]), "{v}");
@@ -598,6 +590,7 @@ async fn openai_python_sdk() {
         python.to_str().unwrap(),
         &dir.join("openai_sdk.py"),
         &proxy.url,
+        &[],
     )
     .await;
     assert_eq!(
@@ -606,21 +599,4 @@ async fn openai_python_sdk() {
                "call": ["get_weather", {"city": "Paris"}], "after_tool": "Results: 18C",
                "responses": "Hello from gpt-x", "last_event": "response.completed"})
     );
-}
-
-/// Runs a client script against the proxy; returns the JSON line it prints.
-async fn run_client(program: &str, script: &std::path::Path, url: &str) -> Value {
-    let (program, script, url) = (program.to_string(), script.to_path_buf(), url.to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(program)
-            .arg(script)
-            .env("PROXY_URL", url)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("the client program runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    serde_json::from_slice(&out.stdout).unwrap()
 }

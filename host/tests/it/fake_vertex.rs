@@ -9,7 +9,9 @@
 //! `$schema` in schemas, both thinking knobs at once, and - on Gemini 3 -
 //! function calls of the current turn without a thought signature it issued
 //! (or Google's documented placeholder). It also checks the bearer token,
-//! the project and the location.
+//! the project and the location. Claude models (`publishers/anthropic`) are
+//! served by [`crate::fake_claude`]; `/media/*` serves files for the proxy
+//! to download.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -35,6 +37,10 @@ struct Inner {
     /// Signatures that came back on function calls.
     replayed: Vec<String>,
     token_requests: usize,
+    /// Claude thinking signatures issued, with their exact thinking text.
+    claude_thinking: std::collections::HashMap<String, String>,
+    /// Claude thinking signatures and redacted data that came back.
+    claude_replayed: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -109,6 +115,44 @@ impl FakeVertex {
         self.inner.lock().unwrap().replayed.clone()
     }
 
+    pub fn record(&self, path: &str, body: &Value) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.received.push((path.to_string(), body.clone()));
+    }
+
+    pub fn next(&self) -> usize {
+        self.counter.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// A Claude thinking signature for exactly this thinking text.
+    pub fn issue_claude_signature(&self, thinking: &str) -> String {
+        let sig = format!("EqQB-claude-sig-{}+/=", self.next());
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .claude_thinking
+            .insert(sig.clone(), thinking.to_string());
+        sig
+    }
+
+    pub fn claude_thinking(&self, signature: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .unwrap()
+            .claude_thinking
+            .get(signature)
+            .cloned()
+    }
+
+    pub fn note_replayed(&self, signature: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.claude_replayed.push(signature.to_string());
+    }
+
+    /// Claude thinking signatures (and redacted data) sent back to it.
+    pub fn claude_replayed(&self) -> Vec<String> {
+        self.inner.lock().unwrap().claude_replayed.clone()
+    }
+
     fn issue_signature(&self, kind: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let sig = format!("SIG-{kind}-{n}-{}", "x".repeat(200));
@@ -158,6 +202,24 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
         }
         return issue_token(&fake);
     }
+    if let Some(name) = path.strip_prefix("/media/") {
+        // Files for the proxy to download (no credentials involved).
+        return match name {
+            "cat.png" => Response::builder()
+                .header("content-type", "image/png")
+                .body(Body::from(&b"\x89PNG\r\n\x1a\nfake-png"[..]))
+                .unwrap(),
+            "photo" => Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(Body::from(&b"\xff\xd8\xff\xe0fake-jpeg"[..]))
+                .unwrap(),
+            "huge.png" => Response::builder()
+                .header("content-type", "image/png")
+                .body(Body::from(vec![0u8; 2 << 20]))
+                .unwrap(),
+            _ => Response::builder().status(404).body(Body::empty()).unwrap(),
+        };
+    }
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -169,6 +231,11 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
             "UNAUTHENTICATED",
             "Request had invalid authentication credentials. Expected OAuth 2 access token.",
         );
+    }
+    let claude =
+        format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/");
+    if let Some((model, method)) = path.strip_prefix(&claude).and_then(|r| r.split_once(':')) {
+        return crate::fake_claude::handle(&fake, model, method, &raw);
     }
     let prefix = format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/");
     let Some(rest) = path.strip_prefix(&prefix) else {

@@ -5,6 +5,8 @@
 
 mod binary;
 mod chat;
+mod claude;
+mod fake_claude;
 mod fake_vertex;
 mod responses;
 mod spec;

@@ -649,3 +649,120 @@ pub fn backend(kind: &str, base_url: &str, extra: &str) -> String {
         "[[backends]]\nname = \"{kind}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodels = [\"*\"]\n{extra}\n"
     )
 }
+
+/// The text of a canonical event stream.
+pub fn text_of(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect()
+}
+
+/// Chat chunks reassembled: (content, finish reasons, reasoning, tool calls).
+pub fn chat_chunks(body: &str) -> (String, Vec<String>, String, Vec<Value>, bool) {
+    let (mut text, mut finish, mut reasoning, mut calls, mut done) = (
+        String::new(),
+        Vec::new(),
+        String::new(),
+        Vec::<Value>::new(),
+        false,
+    );
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let data = block.strip_prefix("data: ").unwrap();
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        let Some(c) = v["choices"].get(0) else {
+            continue;
+        };
+        text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+        reasoning.push_str(c["delta"]["reasoning_content"].as_str().unwrap_or(""));
+        if let Some(f) = c["finish_reason"].as_str() {
+            finish.push(f.to_string());
+        }
+        for tc in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            let i = tc["index"].as_u64().unwrap() as usize;
+            if tc.get("id").is_some() {
+                calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}));
+            }
+            let args = calls[i]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+                .to_string()
+                + tc["function"]["arguments"].as_str().unwrap_or("");
+            calls[i]["function"]["arguments"] = json!(args);
+        }
+    }
+    (text, finish, reasoning, calls, done)
+}
+
+/// POSTs a streamed Chat request; the raw SSE body.
+pub async fn chat_stream_raw(proxy: &TestProxy, body: &Value) -> String {
+    proxy
+        .http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Runs a client script against the proxy; returns the JSON line it prints.
+pub async fn run_client(
+    program: &str,
+    script: &std::path::Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> Value {
+    let (program, script, url) = (program.to_string(), script.to_path_buf(), url.to_string());
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(program)
+            .arg(script)
+            .env("PROXY_URL", url)
+            .envs(env)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("the client program runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `host/tests/node` when its packages are installed (`npm ci`, done by
+/// `.ci/run`); `None` (test skipped) outside CI.
+pub fn node_dir() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if dir.join("node_modules").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run `npm ci --prefix host/tests/node` first"
+    );
+    eprintln!("skipped: run `npm ci --prefix host/tests/node` to enable");
+    None
+}
+
+/// A Chat request's `finish_reason`, asked once without and once with
+/// streaming (whose reasons are collected and which must end with
+/// `[DONE]`).
+pub async fn chat_finish_reasons(proxy: &TestProxy, chat: &Value) -> (Value, Vec<String>) {
+    let (_, _, v) = proxy.post("/v1/chat/completions", chat).await;
+    let mut s = chat.clone();
+    s["stream"] = json!(true);
+    let (_, finish, _, _, done) = chat_chunks(&chat_stream_raw(proxy, &s).await);
+    assert!(done, "the stream ends with [DONE]");
+    (v["choices"][0]["finish_reason"].clone(), finish)
+}

@@ -12,67 +12,6 @@ async fn setup(settings_extra: &str) -> (FakeVertex, TestProxy) {
     (vertex, proxy)
 }
 
-fn text_of(events: &[Value]) -> String {
-    events
-        .iter()
-        .filter(|e| e["type"] == "response.output_text.delta")
-        .map(|e| e["delta"].as_str().unwrap())
-        .collect()
-}
-
-/// Chat chunks reassembled: (content, finish reasons, reasoning, tool calls).
-fn chat_chunks(body: &str) -> (String, Vec<String>, String, Vec<Value>, bool) {
-    let (mut text, mut finish, mut reasoning, mut calls, mut done) = (
-        String::new(),
-        Vec::new(),
-        String::new(),
-        Vec::<Value>::new(),
-        false,
-    );
-    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
-        let data = block.strip_prefix("data: ").unwrap();
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap();
-        let Some(c) = v["choices"].get(0) else {
-            continue;
-        };
-        text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
-        reasoning.push_str(c["delta"]["reasoning_content"].as_str().unwrap_or(""));
-        if let Some(f) = c["finish_reason"].as_str() {
-            finish.push(f.to_string());
-        }
-        for tc in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
-            let i = tc["index"].as_u64().unwrap() as usize;
-            if tc.get("id").is_some() {
-                calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}));
-            }
-            let args = calls[i]["function"]["arguments"]
-                .as_str()
-                .unwrap()
-                .to_string()
-                + tc["function"]["arguments"].as_str().unwrap_or("");
-            calls[i]["function"]["arguments"] = json!(args);
-        }
-    }
-    (text, finish, reasoning, calls, done)
-}
-
-async fn chat_stream_raw(proxy: &TestProxy, body: &Value) -> String {
-    proxy
-        .http
-        .post(format!("{}/v1/chat/completions", proxy.url))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn text_system_and_multi_turn_through_both_endpoints() {
     let (vertex, proxy) = setup("").await;
@@ -401,12 +340,10 @@ async fn safety_block_is_a_content_filter_result() {
     assert_eq!(events.last().unwrap()["type"], "response.incomplete");
     let chat =
         json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "BLOCKME"}]});
-    let (_, _, v) = proxy.post("/v1/chat/completions", &chat).await;
-    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
-    let mut c = chat.clone();
-    c["stream"] = json!(true);
-    let (_, finish, _, _, done) = chat_chunks(&chat_stream_raw(&proxy, &c).await);
-    assert_eq!((finish, done), (vec!["content_filter".to_string()], true));
+    assert_eq!(
+        chat_finish_reasons(&proxy, &chat).await,
+        (json!("content_filter"), vec!["content_filter".to_string()])
+    );
 }
 
 #[tokio::test]

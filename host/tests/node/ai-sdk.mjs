@@ -1,6 +1,6 @@
 // Drives llmproxy the way OpenCode does: the Vercel AI SDK with the
 // @ai-sdk/openai-compatible provider against /v1/chat/completions.
-// Usage: PROXY_URL=http://127.0.0.1:PORT node ai-sdk.mjs
+// Usage: PROXY_URL=http://127.0.0.1:PORT [MODEL=...] [REASONING_EFFORT=low] node ai-sdk.mjs
 // Prints one JSON line with what it saw; exits non-zero on any failure.
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { generateText, streamText, tool, stepCountIs } from "ai";
@@ -13,6 +13,10 @@ const provider = createOpenAICompatible({
   includeUsage: true,
 });
 const model = provider(process.env.MODEL ?? "gpt-x");
+// OpenCode's per-model `options` end up here: `reasoning_effort` in the body.
+const providerOptions = process.env.REASONING_EFFORT
+  ? { llmproxy: { reasoningEffort: process.env.REASONING_EFFORT } }
+  : undefined;
 
 const calls = [];
 const tools = {
@@ -26,13 +30,14 @@ const tools = {
   }),
 };
 
-const plain = await generateText({ model, prompt: "hi" });
+const plain = await generateText({ model, prompt: "hi", providerOptions });
 
 const stream = streamText({
   model,
   prompt: "weather in Paris?",
   tools,
   stopWhen: stepCountIs(3),
+  providerOptions,
 });
 let streamed = "";
 for await (const part of stream.fullStream) {
@@ -51,5 +56,6 @@ console.log(
     steps: steps.map((s) => s.finishReason),
     toolCalls: steps.flatMap((s) => s.toolCalls.map((c) => [c.toolName, c.input])),
     inputTokens: usage.inputTokens,
+    reasoning: steps.map((s) => s.reasoningText ?? ""),
   }),
 );

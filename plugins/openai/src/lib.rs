@@ -254,31 +254,32 @@ pub enum Stream {
     Responses,
 }
 
-fn to_strings(events: Vec<Value>) -> Vec<String> {
-    events.into_iter().map(|e| e.to_string()).collect()
-}
-
 impl EventStream for Stream {
     fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => passthrough::event(event, data),
-            Stream::Chat(parser) => parser.push(data).map(to_strings).map_err(|e| {
-                Error::Upstream(UpstreamError {
-                    status: 502,
-                    message: e.message,
-                    error_type: e.error_type,
-                    code: e.code,
-                    param: None,
-                    retry_after: None,
-                })
-            }),
+            Stream::Chat(parser) => {
+                parser
+                    .push(data)
+                    .map(llmproxy_sdk::event_strings)
+                    .map_err(|e| {
+                        Error::Upstream(UpstreamError {
+                            status: 502,
+                            message: e.message,
+                            error_type: e.error_type,
+                            code: e.code,
+                            param: None,
+                            retry_after: None,
+                        })
+                    })
+            }
         }
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => Ok(Vec::new()),
-            Stream::Chat(parser) => Ok(to_strings(parser.end())),
+            Stream::Chat(parser) => Ok(llmproxy_sdk::event_strings(parser.end())),
         }
     }
 }

@@ -9,6 +9,7 @@ fn ctx(streaming: bool, settings: &str, extras: Option<Value>) -> Context {
         streaming,
         settings: settings.into(),
         extras: extras.map_or_else(|| "{}".into(), |e| e.to_string()),
+        media: Vec::new(),
     }
 }
 

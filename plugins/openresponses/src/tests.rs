@@ -9,6 +9,7 @@ fn ctx(streaming: bool) -> Context {
         streaming,
         settings: "{}".into(),
         extras: "{}".into(),
+        media: Vec::new(),
     }
 }
 

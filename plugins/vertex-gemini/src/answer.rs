@@ -268,20 +268,7 @@ impl Mapper {
 
     /// The canonical response for a whole (non-streamed) answer.
     pub fn response(mut self) -> Response {
-        let mut out = Vec::new();
-        self.end(&mut out, false);
-        let terminal = out.last().and_then(|e| e.get("response")).cloned();
-        let field = |k: &str| terminal.as_ref().and_then(|r| r.get(k)).cloned();
-        Response {
-            id: None,
-            status: field("status").and_then(|s| s.as_str().map(str::to_string)),
-            output: self.builder.output(),
-            usage: self.usage(),
-            incomplete_details: field("incomplete_details"),
-            error: field("error"),
-            created_at: None,
-            model: None,
-            extra: Map::new(),
-        }
+        self.end(&mut Vec::new(), false);
+        self.builder.response()
     }
 }

@@ -20,13 +20,12 @@ pub mod schema;
 use answer::{ChunkError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
 use llmproxy_sdk::api::responses::CreateResponse;
-use llmproxy_sdk::api::vertex::{Settings, google_error};
+use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
     UpstreamResponse,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The Vertex Gemini translator.
 #[derive(Debug)]
@@ -46,37 +45,6 @@ fn settings(ctx: &Context) -> Result<Settings, Error> {
 
 fn parse_state(s: &str) -> State {
     serde_json::from_str(s).unwrap_or_default()
-}
-
-/// An error Vertex answered with, as an upstream error for the client.
-pub fn vertex_error(status: u16, body: &[u8]) -> Error {
-    let (message, code, retry_after) = match google_error(body) {
-        Some(g) => (
-            g.message,
-            g.status.map(|s| s.to_ascii_lowercase()),
-            g.retry_after,
-        ),
-        None => match llmproxy_sdk::openai_style_error(status, body) {
-            Error::Upstream(e) => (e.message, e.code, e.retry_after),
-            other => return other,
-        },
-    };
-    // 401/403 are about the proxy's Google credentials, not the client's.
-    let (status, message) = match status {
-        401 | 403 => (
-            502,
-            format!("Vertex AI refused the proxy's Google credentials (HTTP {status}): {message}"),
-        ),
-        s => (s, message),
-    };
-    Error::Upstream(UpstreamError {
-        status,
-        message,
-        error_type: None,
-        code,
-        param: None,
-        retry_after,
-    })
 }
 
 fn chunk_error(e: ChunkError) -> Error {
@@ -127,14 +95,9 @@ impl Translator for VertexGemini {
 
     fn response(ctx: &Context, state: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
         if !(200..300).contains(&response.status) {
-            return Err(vertex_error(response.status, &response.body));
+            return Err(llmproxy_sdk::vertex::error(response.status, &response.body));
         }
-        let answer: Value = serde_json::from_slice(&response.body).map_err(|e| {
-            Error::internal(format!(
-                "Vertex answered with a body that is not JSON ({e}): {}",
-                llmproxy_sdk::snippet(&String::from_utf8_lossy(&response.body), 200)
-            ))
-        })?;
+        let answer = llmproxy_sdk::json_body(&response.body, "Vertex")?;
         let mut mapper = Mapper::new(
             IdGen::new(),
             &ctx.upstream_model,
@@ -163,31 +126,20 @@ pub struct Stream {
     mapper: Mapper,
 }
 
-fn strings(events: Vec<Value>) -> Vec<String> {
-    events.into_iter().map(|e| e.to_string()).collect()
-}
-
 impl EventStream for Stream {
     fn push(&mut self, _event: &str, data: &str) -> Result<Vec<String>, Error> {
-        let data = data.trim();
-        if data.is_empty() {
+        let Some(chunk) = llmproxy_sdk::json_event(data, "Vertex")? else {
             return Ok(Vec::new());
-        }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
-            Error::internal(format!(
-                "Vertex sent a stream chunk that is not JSON ({e}): {}",
-                llmproxy_sdk::snippet(data, 200)
-            ))
-        })?;
+        };
         let mut out = Vec::new();
         self.mapper.chunk(&chunk, &mut out).map_err(chunk_error)?;
-        Ok(strings(out))
+        Ok(llmproxy_sdk::event_strings(out))
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         self.mapper.end(&mut out, true);
-        Ok(strings(out))
+        Ok(llmproxy_sdk::event_strings(out))
     }
 }
 

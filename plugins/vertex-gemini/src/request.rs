@@ -4,9 +4,11 @@ use crate::schema;
 use llmproxy_sdk::api::ConvertError;
 use llmproxy_sdk::api::chat::ChatRequest;
 use llmproxy_sdk::api::envelope;
+use llmproxy_sdk::api::media::{data_url, mime_from_name};
 use llmproxy_sdk::api::responses::{
-    ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, Tool, ToolChoice,
+    ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, ToolChoice,
 };
+use llmproxy_sdk::api::turns::Turns;
 use llmproxy_sdk::api::vertex::Settings;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -77,42 +79,6 @@ fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ConvertE
     ConvertError::unsupported(message, param)
 }
 
-#[derive(Debug)]
-struct Turn {
-    role: &'static str,
-    parts: Vec<Value>,
-    /// Call ids of the turn's `functionCall` (model) or `functionResponse`
-    /// (user) parts, in part order.
-    calls: Vec<(usize, String)>,
-}
-
-#[derive(Debug, Default)]
-struct Turns(Vec<Turn>);
-
-impl Turns {
-    /// Appends a part to the last turn if it has `role`, else to a new turn
-    /// (consecutive same-role items merge).
-    fn push(&mut self, role: &'static str, part: Value, call: Option<String>) {
-        if self.0.last().is_none_or(|t| t.role != role) {
-            self.0.push(Turn {
-                role,
-                parts: Vec::new(),
-                calls: Vec::new(),
-            });
-        }
-        if let Some(turn) = self.0.last_mut() {
-            if let Some(id) = call {
-                turn.calls.push((turn.parts.len(), id));
-            }
-            turn.parts.push(part);
-        }
-    }
-
-    fn last_model_turn(&mut self) -> Option<&mut Turn> {
-        self.0.last_mut().filter(|t| t.role == "model")
-    }
-}
-
 /// Builds the `generateContent` body.
 pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
     let info = ModelInfo::of(t.model);
@@ -136,18 +102,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
         let at = format!("input[{i}]");
         match item {
             Item::Message(m) if matches!(m.role, Role::System | Role::Developer) => {
-                for part in m.content.parts(m.role) {
-                    match part {
-                        ContentPart::InputText(p) => system.push(p.text),
-                        ContentPart::OutputText(p) => system.push(p.text),
-                        _ => {
-                            return Err(unsupported(
-                                "system and developer messages can only hold text for Gemini",
-                                format!("{at}.content"),
-                            ));
-                        }
-                    }
-                }
+                system.extend(m.texts("Gemini", &at)?);
             }
             Item::Message(m) if m.role == Role::User => {
                 for (j, part) in m.content.parts(Role::User).iter().enumerate() {
@@ -157,40 +112,20 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
                 }
             }
             Item::Message(m) => {
-                for part in m.content.parts(Role::Assistant) {
-                    let text = match part {
-                        ContentPart::OutputText(p) => p.text,
-                        ContentPart::InputText(p) => p.text,
-                        ContentPart::Refusal(r) => r.refusal,
-                        _ => {
-                            return Err(unsupported(
-                                "assistant messages can only hold text for Gemini",
-                                format!("{at}.content"),
-                            ));
-                        }
-                    };
-                    if !text.is_empty() {
-                        turns.push("model", json!({"text": text}), None);
-                    }
+                for text in m.texts("Gemini", &at)? {
+                    turns.push("model", json!({"text": text}), None);
                 }
             }
             Item::Reasoning(r) => {
                 let Some(env) = r
                     .encrypted_content
                     .as_deref()
-                    .and_then(|e| envelope::open("gemini", e))
+                    .and_then(|e| envelope::open_for_model("gemini", e, t.model))
                 else {
-                    // Not Gemini's state (or no state): nothing to replay.
+                    // Another provider's or another model's state, or none:
+                    // nothing to replay.
                     continue;
                 };
-                // A signature is only valid for the model that made it.
-                if env
-                    .get("m")
-                    .and_then(Value::as_str)
-                    .is_some_and(|m| m != t.model)
-                {
-                    continue;
-                }
                 for sig in env
                     .get("sigs")
                     .and_then(Value::as_array)
@@ -206,7 +141,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
                         call_sigs.insert(call.to_string(), s.to_string());
                     } else if anchor.get("text").is_some() {
                         // The signature of the last text part of this turn.
-                        if let Some(part) = turns.last_model_turn().and_then(|t| {
+                        if let Some(part) = turns.last_with_role("model").and_then(|t| {
                             t.parts.iter_mut().rev().find(|p| p.get("text").is_some())
                         }) {
                             part["thoughtSignature"] = json!(s);
@@ -228,22 +163,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
                 }
             }
             Item::FunctionCall(c) => {
-                let args: Value = if c.arguments.trim().is_empty() {
-                    json!({})
-                } else {
-                    serde_json::from_str(&c.arguments).map_err(|e| {
-                        invalid(
-                            format!("function call arguments are not JSON: {e}"),
-                            format!("{at}.arguments"),
-                        )
-                    })?
-                };
-                if !args.is_object() {
-                    return Err(invalid(
-                        "function call arguments must be a JSON object for Gemini",
-                        format!("{at}.arguments"),
-                    ));
-                }
+                let args = c.arguments_object("Gemini", &at)?;
                 let mut part = json!({"functionCall": {"name": c.name, "args": args}});
                 if let Some(sig) = call_sigs.remove(&c.call_id) {
                     part["thoughtSignature"] = json!(sig);
@@ -271,22 +191,10 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
                     Some(o.call_id.clone()),
                 );
             }
-            Item::ItemReference(_) => {
-                return Err(unsupported(
-                    "item references are not supported by Gemini",
-                    at,
-                ));
-            }
-            Item::Other(v) => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
-                return Err(unsupported(
-                    format!("input items of type {kind:?} are not supported by Gemini"),
-                    at,
-                ));
-            }
+            Item::ItemReference(_) | Item::Other(_) => return Err(item.unsupported("Gemini", &at)),
         }
     }
-    pair_function_responses(&mut turns)?;
+    turns.pair_calls("model", "Gemini")?;
     if turns.0.first().is_some_and(|t| t.role == "model") {
         return Err(invalid(
             "the conversation starts with an assistant turn; Gemini needs a user message first",
@@ -339,30 +247,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
 
 /// Refuses what Gemini cannot do rather than dropping it.
 fn refuse_unsupported(req: &CreateResponse, t: &Target) -> Result<(), ConvertError> {
-    if req.previous_response_id.is_some() {
-        return Err(unsupported(
-            "`previous_response_id` is not supported by Gemini; send the whole conversation",
-            "previous_response_id",
-        ));
-    }
-    if req.background == Some(true) {
-        return Err(unsupported(
-            "`background: true` is not supported by Gemini",
-            "background",
-        ));
-    }
-    if req.max_tool_calls.is_some() {
-        return Err(unsupported(
-            "`max_tool_calls` is not supported by Gemini",
-            "max_tool_calls",
-        ));
-    }
-    if req.truncation.as_deref() == Some("auto") {
-        return Err(unsupported(
-            "`truncation: auto` is not supported by Gemini",
-            "truncation",
-        ));
-    }
+    req.refuse_stateful("Gemini")?;
     if let Some(chat) = t.chat {
         if let Some(param) = chat
             .chat_only_params()
@@ -413,41 +298,6 @@ fn user_part(
             ));
         }
     }))
-}
-
-/// `data:<mime>;base64,<data>` → (mime, data).
-fn data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
-    Some((mime, data))
-}
-
-/// A MIME type from a file name or URL's extension.
-fn mime_from_name(name: &str) -> Option<&'static str> {
-    let path = name.split(['?', '#']).next().unwrap_or(name);
-    let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "heic" => "image/heic",
-        "heif" => "image/heif",
-        "pdf" => "application/pdf",
-        "txt" | "md" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "ogg" => "audio/ogg",
-        "flac" => "audio/flac",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "webm" => "video/webm",
-        _ => return None,
-    })
 }
 
 fn image_part(img: &InputImage, info: &ModelInfo, param: &str) -> Result<Value, ConvertError> {
@@ -515,66 +365,6 @@ fn file_part(f: &InputFile, param: &str) -> Result<Value, ConvertError> {
     ))
 }
 
-/// Orders each function-response turn like the calls of the model turn
-/// before it and checks that every call has exactly one response - Gemini
-/// rejects the request otherwise.
-fn pair_function_responses(turns: &mut Turns) -> Result<(), ConvertError> {
-    for i in 0..turns.0.len() {
-        if turns.0[i].role != "model" || turns.0[i].calls.is_empty() {
-            continue;
-        }
-        let calls: Vec<String> = turns.0[i].calls.iter().map(|(_, id)| id.clone()).collect();
-        let Some(next) = turns.0.get_mut(i + 1) else {
-            return Err(invalid(
-                format!(
-                    "the function call {:?} has no function_call_output; send every tool result before continuing",
-                    calls[0]
-                ),
-                "input",
-            ));
-        };
-        let answered: Vec<String> = next.calls.iter().map(|(_, id)| id.clone()).collect();
-        if let Some(missing) = calls.iter().find(|c| !answered.contains(c)) {
-            return Err(invalid(
-                format!(
-                    "the function call {missing:?} has no function_call_output right after it; Gemini needs one response per call"
-                ),
-                "input",
-            ));
-        }
-        if let Some(extra) = answered.iter().find(|a| !calls.contains(a)) {
-            return Err(invalid(
-                format!(
-                    "the function_call_output for {extra:?} does not answer the function calls right before it"
-                ),
-                "input",
-            ));
-        }
-        // Responses first, in call order; other parts after them.
-        let mut responses: Vec<(usize, Value)> = Vec::new();
-        let positions: Vec<usize> = next.calls.iter().map(|(p, _)| *p).collect();
-        for (pos, id) in &next.calls {
-            let order = calls.iter().position(|c| c == id).unwrap_or(usize::MAX);
-            responses.push((order, next.parts[*pos].clone()));
-        }
-        responses.sort_by_key(|(o, _)| *o);
-        let others: Vec<Value> = next
-            .parts
-            .iter()
-            .enumerate()
-            .filter(|(p, _)| !positions.contains(p))
-            .map(|(_, v)| v.clone())
-            .collect();
-        next.parts = responses
-            .into_iter()
-            .map(|(_, v)| v)
-            .chain(others)
-            .collect();
-        next.calls = calls.into_iter().enumerate().collect();
-    }
-    Ok(())
-}
-
 /// Gemini 3 requires the first function call of every step of the current
 /// turn (since the last user message with real content) to carry a
 /// signature; unsigned ones get Google's documented placeholder.
@@ -629,19 +419,7 @@ fn tools(
 ) -> Result<(Option<Value>, bool), ConvertError> {
     let mut declarations = Vec::new();
     let mut strict = false;
-    for (i, tool) in req.tools.iter().flatten().enumerate() {
-        let f = match tool {
-            Tool::Function(f) => f,
-            Tool::Other(v) => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
-                return Err(unsupported(
-                    format!(
-                        "tools of type {kind:?} are not supported by Gemini; only function tools are"
-                    ),
-                    format!("tools[{i}]"),
-                ));
-            }
-        };
+    for (i, f) in req.function_tools("Gemini")? {
         if !valid_name(&f.name) {
             return Err(invalid(
                 format!(

@@ -1,6 +1,7 @@
 use super::*;
 use llmproxy_sdk::api::chat::ChatRequest;
 use llmproxy_sdk::api::golden;
+use serde_json::Value;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -86,6 +87,7 @@ fn ctx(streaming: bool) -> Context {
         streaming,
         settings: r#"{"project":"proj","location":"global"}"#.into(),
         extras: "{}".into(),
+        media: Vec::new(),
     }
 }
 

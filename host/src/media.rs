@@ -1,0 +1,309 @@
+//! Downloads of images and files that a translator asked for
+//! (`error::needs-media`): upstreams such as Claude on Vertex accept images
+//! only inline, so the host fetches `http(s)://` URLs for them.
+//!
+//! The proxy sits next to credentials and internal services, and the URLs
+//! come from clients, so fetching is fenced: only `http`/`https`, no
+//! loopback, private, link-local or otherwise non-public addresses (checked
+//! on every resolved address and on every redirect) unless
+//! `media.allow_private_networks` is set, a size cap, a timeout and a cap on
+//! URLs per request.
+
+use crate::config::MediaConfig;
+use crate::error::Error;
+use crate::translator::Media;
+use base64::Engine;
+use futures_util::StreamExt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most URLs fetched for one request.
+const MAX_URLS: usize = 16;
+const MAX_REDIRECTS: usize = 5;
+
+/// Fetches media for translators under the configured policy.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaFetcher {
+    client: Option<reqwest::Client>,
+    max_bytes: u64,
+    timeout: Duration,
+    allow_private: bool,
+}
+
+/// Whether an address is on the public internet (not loopback, private,
+/// link-local, shared, documentation, multicast, ...).
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+                || (seg[0] == 0x64 && seg[1] == 0xff9b))
+        }
+    }
+}
+
+/// A resolver that drops non-public addresses.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (media.allow_private_networks is off)"
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Why a URL may not be fetched, judged from the URL alone.
+fn refuse(url: &reqwest::Url, allow_private: bool) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Some("only http:// and https:// URLs can be downloaded".into());
+    }
+    let host = url.host_str()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!allow_private && !is_public(ip))
+        .then(|| format!("{ip} is not a public address (media.allow_private_networks is off)"))
+}
+
+impl MediaFetcher {
+    /// A fetcher for `config`, sharing the proxy's TLS settings.
+    pub(crate) fn new(
+        config: &MediaConfig,
+        tls: rustls::ClientConfig,
+    ) -> Result<MediaFetcher, Error> {
+        let timeout = Duration::from_secs_f64(config.timeout_secs);
+        let client =
+            if config.fetch {
+                let allow_private = config.allow_private_networks;
+                let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= MAX_REDIRECTS {
+                        return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                    }
+                    match refuse(attempt.url(), allow_private) {
+                        Some(why) => {
+                            let to = attempt.url().to_string();
+                            attempt.error(format!("redirected to {to}: {why}"))
+                        }
+                        None => attempt.follow(),
+                    }
+                });
+                let mut builder = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .redirect(redirects)
+                    .no_proxy()
+                    .connect_timeout(timeout.min(Duration::from_secs(10)))
+                    .user_agent(concat!("llmproxy/", env!("CARGO_PKG_VERSION")));
+                if !allow_private {
+                    builder = builder.dns_resolver(Arc::new(PublicOnly));
+                }
+                Some(builder.build().map_err(|e| {
+                    Error::Internal(format!("cannot build the media HTTP client: {e}"))
+                })?)
+            } else {
+                None
+            };
+        Ok(MediaFetcher {
+            client,
+            max_bytes: u64::from(config.max_mib) * 1024 * 1024,
+            timeout,
+            allow_private: config.allow_private_networks,
+        })
+    }
+
+    /// Downloads every URL (concurrently); the first failure fails all.
+    pub(crate) async fn fetch_all(&self, urls: &[String]) -> Result<Vec<Media>, Error> {
+        let Some(client) = &self.client else {
+            return Err(Error::Unsupported {
+                message: format!(
+                    "this backend cannot fetch {} itself and downloading media is turned off (media.fetch = false); send the file inline as a data: URL",
+                    urls.first().map(String::as_str).unwrap_or("the URL")
+                ),
+                param: None,
+                code: Some("invalid_image_url".into()),
+            });
+        };
+        let mut unique: Vec<&String> = Vec::new();
+        for u in urls {
+            if !unique.contains(&u) {
+                unique.push(u);
+            }
+        }
+        if unique.len() > MAX_URLS {
+            return Err(invalid(format!(
+                "the request links {} files for the proxy to download; the limit is {MAX_URLS}: send some inline as data: URLs",
+                unique.len()
+            )));
+        }
+        let fetches = unique.into_iter().map(|u| self.fetch(client, u));
+        futures_util::future::try_join_all(fetches).await
+    }
+
+    async fn fetch(&self, client: &reqwest::Client, url: &str) -> Result<Media, Error> {
+        let fail = |why: String| invalid(format!("cannot download {url}: {why}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a URL ({e})")))?;
+        if let Some(why) = refuse(&parsed, self.allow_private) {
+            return Err(fail(why));
+        }
+        let work = async {
+            let response = client
+                .get(parsed)
+                .send()
+                .await
+                .map_err(|e| fail(error_chain(&e)))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(fail(format!(
+                    "the server answered HTTP {}",
+                    status.as_u16()
+                )));
+            }
+            if response
+                .content_length()
+                .is_some_and(|n| n > self.max_bytes)
+            {
+                return Err(fail(self.too_large()));
+            }
+            let header_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty());
+            let mut body = Vec::new();
+            let mut stream = response.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| fail(error_chain(&e)))?;
+                if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                    return Err(fail(self.too_large()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let mime = match header_type.as_deref() {
+                Some(t) if t != "application/octet-stream" && t != "binary/octet-stream" => {
+                    t.to_string()
+                }
+                _ => llmproxy_api::media::sniff_mime(&body)
+                    .or_else(|| llmproxy_api::media::mime_from_name(url))
+                    .unwrap_or("application/octet-stream")
+                    .to_string(),
+            };
+            Ok(Media {
+                url: url.to_string(),
+                mime_type: mime,
+                data_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no complete answer within {:.0}s (media.timeout_secs)",
+                    self.timeout.as_secs_f64()
+                ))
+            })?
+    }
+
+    fn too_large(&self) -> String {
+        format!(
+            "the file is larger than {} MiB (media.max_mib)",
+            self.max_bytes / (1024 * 1024)
+        )
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidRequest {
+        message,
+        param: None,
+        code: Some("invalid_image_url".into()),
+    }
+}
+
+/// An error with its causes, e.g. "error sending request: dns error: ...".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "142.250.1.1", "2a00:1450::1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn urls_refused_by_themselves() {
+        let r = |u: &str, allow| refuse(&reqwest::Url::parse(u).unwrap(), allow);
+        assert!(r("file:///etc/passwd", true).is_some());
+        assert!(r("http://169.254.169.254/computeMetadata/v1/", false).is_some());
+        assert!(r("http://[::1]:8080/x.png", false).is_some());
+        assert!(r("http://127.0.0.1:8080/x.png", true).is_none());
+        assert!(r("https://example.com/x.png", false).is_none());
+    }
+}

@@ -1,0 +1,156 @@
+//! llmproxy translator for Claude models on Vertex AI.
+//!
+//! Canonical Responses requests become Anthropic Messages bodies posted to
+//! `/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:rawPredict`
+//! (`:streamRawPredict` for streams); the host supplies the regional base
+//! URL and the Google access token. Vertex differences from the first-party
+//! API: no `model` in the body, `anthropic_version: "vertex-2023-10-16"`
+//! in it, betas in `anthropic_beta`, no URL image sources (the host
+//! downloads linked images, see [`request`]). Thinking blocks round-trip
+//! through reasoning-item envelopes (see [`answer`]).
+//!
+//! Settings: see [`llmproxy_sdk::api::vertex::Settings`].
+
+pub mod answer;
+pub mod request;
+
+use answer::{EventError, Mapper};
+use llmproxy_sdk::api::ids::IdGen;
+use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::vertex::Settings;
+use llmproxy_sdk::{
+    Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
+};
+use request::{Built, State};
+use serde_json::Value;
+
+/// The Vertex Claude translator.
+#[derive(Debug)]
+pub struct VertexClaude;
+
+fn settings(ctx: &Context) -> Result<Settings, Error> {
+    Settings::parse(&ctx.settings).map_err(Error::internal)
+}
+
+fn parse_state(s: &str) -> State {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Claude's 529 "overloaded" is a 503 to OpenAI clients.
+fn client_status(status: u16) -> u16 {
+    if status == 529 { 503 } else { status }
+}
+
+/// An error Vertex answered with: Anthropic's shape
+/// (`{"type":"error","error":{"type","message"}}`, from Claude itself) or
+/// Google's (from Vertex in front of it: quota, permissions, regions).
+pub fn claude_error(status: u16, body: &[u8]) -> Error {
+    let anthropic = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        let err = v.get("error")?;
+        let kind = err.get("type")?.as_str()?.to_string();
+        let message = err.get("message")?.as_str()?.to_string();
+        Some((kind, message))
+    });
+    match anthropic {
+        Some((kind, message)) => {
+            llmproxy_sdk::vertex::upstream(client_status(status), message, Some(kind), None)
+        }
+        None => llmproxy_sdk::vertex::error(client_status(status), body),
+    }
+}
+
+fn event_error(e: EventError) -> Error {
+    llmproxy_sdk::vertex::upstream(client_status(e.status()), e.message, Some(e.kind), None)
+}
+
+impl Translator for VertexClaude {
+    type Stream = Stream;
+
+    fn validate_settings(settings: &str) -> Result<(), String> {
+        Settings::parse(settings).map(drop)
+    }
+
+    fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        let settings = settings(ctx)?;
+        let req: CreateResponse = serde_json::from_slice(body)
+            .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
+        let extras = llmproxy_sdk::extras(ctx)?;
+        let target = request::Target {
+            model: &ctx.upstream_model,
+            settings: &settings,
+            chat: extras.chat.as_ref(),
+            media: &ctx.media,
+            streaming: ctx.streaming,
+        };
+        let (body, state) = match request::build(&req, &target)? {
+            Built::Request { body, state } => (body, state),
+            Built::NeedsMedia(urls) => return Err(Error::NeedsMedia(urls)),
+        };
+        let method = if ctx.streaming {
+            "streamRawPredict"
+        } else {
+            "rawPredict"
+        };
+        Ok(UpstreamRequest {
+            method: "POST".into(),
+            path: settings.model_path("anthropic", &ctx.upstream_model, method),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&body).map_err(|e| Error::internal(e.to_string()))?,
+            state: serde_json::to_string(&state).unwrap_or_default(),
+        })
+    }
+
+    fn response(ctx: &Context, state: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
+        if !(200..300).contains(&response.status) {
+            return Err(claude_error(response.status, &response.body));
+        }
+        let message = llmproxy_sdk::json_body(&response.body, "Vertex")?;
+        let mut mapper = Mapper::new(
+            IdGen::new(),
+            &ctx.upstream_model,
+            parse_state(state).json_tool,
+        );
+        mapper
+            .message(&message, &mut Vec::new())
+            .map_err(event_error)?;
+        serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
+        Stream {
+            mapper: Mapper::new(
+                IdGen::new(),
+                &ctx.upstream_model,
+                parse_state(&state).json_tool,
+            ),
+        }
+    }
+}
+
+/// Maps the SSE events of `streamRawPredict`.
+#[derive(Debug)]
+pub struct Stream {
+    mapper: Mapper,
+}
+
+impl EventStream for Stream {
+    fn push(&mut self, _event: &str, data: &str) -> Result<Vec<String>, Error> {
+        let Some(event) = llmproxy_sdk::json_event(data, "Vertex")? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        self.mapper.event(&event, &mut out).map_err(event_error)?;
+        Ok(llmproxy_sdk::event_strings(out))
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        self.mapper.end(&mut out);
+        Ok(llmproxy_sdk::event_strings(out))
+    }
+}
+
+llmproxy_sdk::export_translator!(VertexClaude);
+
+#[cfg(test)]
+mod tests;

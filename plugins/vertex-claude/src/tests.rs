@@ -1,0 +1,275 @@
+use super::*;
+use llmproxy_sdk::Media;
+use llmproxy_sdk::api::chat::ChatRequest;
+use llmproxy_sdk::api::golden;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn dir(suite: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(suite)
+}
+
+fn settings(input: &Value) -> Settings {
+    let mut s = json!({"project": "proj", "location": "us-east5"});
+    if let Some(Value::Object(extra)) = input.get("settings") {
+        for (k, v) in extra {
+            s[k] = v.clone();
+        }
+    }
+    Settings::parse(&s.to_string()).unwrap()
+}
+
+/// Request cases: `{request, model, settings?, chat?, media?, streaming?}`
+/// → `{body, state}`, `{needs_media}` or an error.
+#[test]
+fn request_golden() {
+    golden::check_dir(dir("request"), |input| {
+        let req: CreateResponse = serde_json::from_value(input["request"].clone()).unwrap();
+        let chat: Option<ChatRequest> = input
+            .get("chat")
+            .map(|c| serde_json::from_value(c.clone()).unwrap());
+        let media: Vec<Media> = input
+            .get("media")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|m| Media {
+                url: m["url"].as_str().unwrap().into(),
+                mime_type: m["mime_type"].as_str().unwrap().into(),
+                data_base64: m["data_base64"].as_str().unwrap().into(),
+            })
+            .collect();
+        let s = settings(input);
+        let target = request::Target {
+            model: input["model"].as_str().unwrap(),
+            settings: &s,
+            chat: chat.as_ref(),
+            media: &media,
+            streaming: input["streaming"] == true,
+        };
+        match request::build(&req, &target) {
+            Ok(Built::Request { body, state }) => json!({"body": body, "state": state}),
+            Ok(Built::NeedsMedia(urls)) => json!({"needs_media": urls}),
+            Err(e) => golden::error(&e),
+        }
+    });
+}
+
+fn mapper(input: &Value) -> Mapper {
+    Mapper::new(
+        IdGen::with_stem("t"),
+        input["model"].as_str().unwrap(),
+        input["json_tool"].as_str().map(str::to_string),
+    )
+}
+
+/// Response cases: `{model, json_tool?, body}` → the canonical response.
+#[test]
+fn response_golden() {
+    golden::check_dir(dir("response"), |input| {
+        let mut m = mapper(input);
+        match m.message(&input["body"], &mut Vec::new()) {
+            Ok(()) => serde_json::to_value(m.response()).unwrap(),
+            Err(e) => json!({"event_error": e.message, "kind": e.kind}),
+        }
+    });
+}
+
+/// Stream cases: `{model, json_tool?, events}` → canonical events (then
+/// `end`, as when the upstream body ends).
+#[test]
+fn stream_golden() {
+    golden::check_dir(dir("stream"), |input| {
+        let mut m = mapper(input);
+        let mut out = Vec::new();
+        for e in input["events"].as_array().unwrap() {
+            if let Err(e) = m.event(e, &mut out) {
+                out.push(json!({"event_error": e.message, "kind": e.kind}));
+                return Value::Array(out);
+            }
+        }
+        m.end(&mut out);
+        Value::Array(out)
+    });
+}
+
+fn ctx(streaming: bool) -> Context {
+    Context {
+        backend: "vertex".into(),
+        model: "claude".into(),
+        upstream_model: "claude-sonnet-4-5@20250929".into(),
+        streaming,
+        settings: r#"{"project":"proj","location":"us-east5"}"#.into(),
+        extras: "{}".into(),
+        media: Vec::new(),
+    }
+}
+
+#[test]
+fn request_paths_and_body() {
+    let body = br#"{"model":"claude","input":"hi"}"#;
+    let up = VertexClaude::request(&ctx(false), body).unwrap();
+    assert_eq!(
+        up.path,
+        "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    );
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(sent["anthropic_version"], "vertex-2023-10-16");
+    assert!(sent.get("model").is_none() && sent.get("stream").is_none());
+    assert_eq!(sent["max_tokens"], 64000);
+    let up = VertexClaude::request(&ctx(true), body).unwrap();
+    assert!(up.path.ends_with(":streamRawPredict"), "{}", up.path);
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(sent["stream"], true);
+}
+
+#[test]
+fn linked_images_are_asked_for_then_inlined() {
+    let body = br#"{"model":"claude","input":[{"role":"user","content":[
+        {"type":"input_image","image_url":"https://example.com/cat.png"}]}]}"#;
+    let Err(Error::NeedsMedia(urls)) = VertexClaude::request(&ctx(false), body) else {
+        panic!("expected a media request");
+    };
+    assert_eq!(urls, ["https://example.com/cat.png"]);
+    let mut c = ctx(false);
+    c.media = vec![Media {
+        url: urls[0].clone(),
+        mime_type: "image/png".into(),
+        data_base64: "iVBORw0KGgo=".into(),
+    }];
+    let up = VertexClaude::request(&c, body).unwrap();
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(
+        sent["messages"][0]["content"][0]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="})
+    );
+}
+
+fn up(status: u16, body: &str) -> UpstreamResponse {
+    UpstreamResponse {
+        status,
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn errors_in_both_shapes() {
+    let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_vrtx_1"}"#;
+    let Error::Upstream(e) =
+        VertexClaude::response(&ctx(false), "", up(529, overloaded)).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (e.status, e.code.as_deref(), e.message.as_str()),
+        (503, Some("overloaded_error"), "Overloaded")
+    );
+    let quota = r#"[{"error":{"code":429,"message":"Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}]"#;
+    let Error::Upstream(e) = VertexClaude::response(&ctx(false), "", up(429, quota)).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (e.status, e.code.as_deref(), e.retry_after),
+        (429, Some("resource_exhausted"), Some(30))
+    );
+    assert!(e.message.starts_with("Quota exceeded"), "{}", e.message);
+    let bad = r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.1.content.0: unexpected `tool_use_id`"}}"#;
+    let Error::Upstream(e) = VertexClaude::response(&ctx(false), "", up(400, bad)).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("tool_use_id"));
+    let denied = r#"{"error":{"code":403,"message":"Permission denied on resource project proj.","status":"PERMISSION_DENIED"}}"#;
+    let Error::Upstream(e) = VertexClaude::response(&ctx(false), "", up(403, denied)).unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(e.status, 502, "the proxy's credentials, not the client's");
+}
+
+/// A thinking + tool-call answer, mapped to canonical output and sent back
+/// as history, replays the thinking block byte for byte, first in its turn.
+#[test]
+fn thinking_round_trips_byte_for_byte() {
+    let thinking = "Need the forecast.\n\n  Then answer — briefly. ";
+    let signature = "EqQBCkYIBxgCKkD+/=sig";
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+        "content": [
+            {"type": "thinking", "thinking": thinking, "signature": signature},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy+redacted"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 20}});
+    let model = "claude-sonnet-4-5@20250929";
+    let mut m = Mapper::new(IdGen::with_stem("t"), model, None);
+    m.message(&answer, &mut Vec::new()).unwrap();
+    let output = serde_json::to_value(m.response()).unwrap()["output"].clone();
+    let mut input = vec![json!({"role": "user", "content": "Weather in Paris?"})];
+    input.extend(output.as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "toolu_01A", "output": "18C"}));
+    let req: CreateResponse = serde_json::from_value(
+        json!({"model": "c", "input": input, "reasoning": {"effort": "low"}, "max_output_tokens": 4096,
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}),
+    )
+    .unwrap();
+    let s = settings(&json!({}));
+    let Built::Request { body, .. } = request::build(
+        &req,
+        &request::Target {
+            model,
+            settings: &s,
+            chat: None,
+            media: &[],
+            streaming: false,
+        },
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": thinking, "signature": signature},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy+redacted"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}
+        ])
+    );
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    assert_eq!(
+        body["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_01A"
+    );
+}
+
+#[test]
+fn foreign_tool_ids_are_made_valid_and_stay_distinct() {
+    let a = request::tool_id("functions.Bash:0");
+    let b = request::tool_id("functions.Bash_0");
+    assert!(
+        a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    );
+    assert_ne!(a, b);
+    assert_eq!(a, request::tool_id("functions.Bash:0"), "deterministic");
+    assert_eq!(request::tool_id("toolu_01A"), "toolu_01A");
+}
+
+#[test]
+fn settings_validation_names_the_key() {
+    assert!(VertexClaude::validate_settings(r#"{"project":"p","location":"us-east5"}"#).is_ok());
+    let e = VertexClaude::validate_settings(
+        r#"{"project":"p","location":"us-east5","claude_max_tokens":-1}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("claude_max_tokens"), "{e}");
+}
