@@ -25,6 +25,11 @@ lint:
 bench:
     cargo bench -p llmproxy --features internals --bench startup --bench translator
 
+# Build the example translators (examples/) the way .ci/run does.
+examples:
+    cargo build --release --target wasm32-wasip2 --locked --manifest-path examples/translator-template/Cargo.toml --target-dir target/examples
+    host/tests/python/.venv/bin/componentize-py -d wit -w translator-component componentize -p examples/translator-python translator -o target/examples/ollama.wasm
+
 container-build tag="llmproxy:dev":
     podman build --isolation chroot -f Containerfile -t {{tag}} .
 

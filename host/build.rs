@@ -11,6 +11,8 @@ use std::process::Command;
 include!("src/translator/engine_config.rs");
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// The test-only translator built with the bundled ones.
+const TEST_TRANSLATOR: &str = "llmproxy-test-hostile";
 
 fn main() {
     if let Err(e) = run() {
@@ -26,7 +28,7 @@ fn run() -> Result<(), String> {
         .ok_or("host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
-    for dir in ["wit", "api", "sdk", "plugins"] {
+    for dir in ["wit", "api", "sdk", "plugins", "host/tests/translators"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(
@@ -36,11 +38,26 @@ fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed=src/translator/engine_config.rs");
 
     let plugins = plugin_crates(&root.join("plugins"))?;
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
+    let shared_target = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("plugins");
+        .unwrap_or_else(|| root.join("target"));
+    let target_dir = shared_target.join("plugins");
     build_plugins(&root, &target_dir, &plugins)?;
+    // Built alongside, never embedded: the misbehaving translator the
+    // sandbox tests load from a file.
+    println!(
+        "cargo:rustc-env=LLMPROXY_TEST_HOSTILE_WASM={}",
+        target_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", TEST_TRANSLATOR.replace('-', "_")))
+            .display()
+    );
+    // Where .ci/run builds the example translators of `examples/`.
+    println!(
+        "cargo:rustc-env=LLMPROXY_TEST_EXAMPLES_DIR={}",
+        shared_target.join("examples").display()
+    );
 
     let engine = wasmtime::Engine::new(&code_config()).map_err(|e| e.to_string())?;
     let mut generated = String::from(
@@ -116,6 +133,7 @@ fn build_plugins(
     for (_, krate) in plugins {
         cmd.args(["-p", krate]);
     }
+    cmd.args(["-p", TEST_TRANSLATOR]);
     // The outer build's flags and wrappers (clippy, coverage, a --target for
     // the host) must not leak into the Wasm build.
     for var in [

@@ -490,7 +490,7 @@ fn text_format_from_chat(rf: &Value) -> Result<TextFormat, ConvertError> {
 }
 
 /// How a Chat backend wants some fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChatOptions {
     /// Send the token limit as `max_tokens` instead of `max_completion_tokens`
     /// (older OpenAI-compatible servers).

@@ -161,8 +161,17 @@ impl Default for TranslatorLimits {
 pub struct BackendConfig {
     /// Unique name, used in logs and errors.
     pub name: String,
-    /// Translator kind, e.g. `openresponses`.
+    /// Bundled translator kind, e.g. `openresponses`; empty when
+    /// `translator` names a component file instead.
+    #[serde(default)]
     pub kind: String,
+    /// A translator component file instead of a bundled kind.
+    #[serde(default)]
+    pub translator: Option<TranslatorFile>,
+    /// Sandbox limits for this backend's translator, overriding
+    /// `[translators]`.
+    #[serde(default)]
+    pub limits: Option<BackendLimits>,
     /// Model-name globs this backend serves (`*`, `?`, `[a-z]`, `{a,b}`).
     pub models: Vec<String>,
     /// Base URL the translator's paths are joined to.
@@ -191,6 +200,31 @@ pub struct BackendConfig {
     pub idle_timeout_secs: Option<f64>,
     /// Seconds for the whole exchange. Default 3600.
     pub total_timeout_secs: Option<f64>,
+}
+
+/// `translator = { path, sha256 }`: a translator component of one's own.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslatorFile {
+    /// The component (`.wasm`); a relative path is relative to the config
+    /// file's directory.
+    pub path: PathBuf,
+    /// The file's expected SHA-256, in hex: the proxy refuses to start (or
+    /// reload) with any other file.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// `limits = { memory_limit_mib, call_timeout_ms }` on a backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendLimits {
+    /// Linear memory cap per instance, in MiB.
+    #[serde(default)]
+    pub memory_limit_mib: Option<u32>,
+    /// Wall-clock budget of one call into the translator, in milliseconds.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
 }
 
 /// A secret string (API key, token). Its `Debug` output is redacted.
@@ -243,11 +277,31 @@ pub(crate) struct Timeouts {
 impl Config {
     /// Reads and checks a TOML config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::read_file(path)?;
+        config
+            .check()
+            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.0)))?;
+        Ok(config)
+    }
+
+    /// Reads a TOML config file without checking it (nor reading the
+    /// secrets it names): [`Config::check`] and [`crate::Proxy::new`] do.
+    pub fn read_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        Config::from_toml(&text)
-            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.0)))
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        // Translator files are found relative to the config file.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for backend in &mut config.backends {
+            if let Some(t) = &mut backend.translator
+                && t.path.is_relative()
+            {
+                t.path = dir.join(&t.path);
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and checks a TOML config.
@@ -266,16 +320,11 @@ impl Config {
             ));
         }
         let limits = &self.translators;
-        if limits.memory_limit_mib == 0 || limits.memory_limit_mib > 4096 {
-            return Err(ConfigError::new(
-                "translators.memory_limit_mib must be between 1 and 4096",
-            ));
-        }
-        if limits.call_timeout_ms == 0 {
-            return Err(ConfigError::new(
-                "translators.call_timeout_ms must be at least 1",
-            ));
-        }
+        check_limits(
+            "translators",
+            Some(limits.memory_limit_mib),
+            Some(limits.call_timeout_ms),
+        )?;
         if limits.max_instances == 0 {
             return Err(ConfigError::new(
                 "translators.max_instances must be at least 1",
@@ -319,6 +368,37 @@ impl Config {
                     ))
                 })?;
             }
+            match (backend.kind.is_empty(), &backend.translator) {
+                (true, None) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: set `kind` to a bundled translator ({}) or `translator = {{ path = \"...wasm\" }}` to a component of your own",
+                        crate::proxy::kinds().join(", ")
+                    )));
+                }
+                (false, Some(_)) => {
+                    return Err(ConfigError::new(format!(
+                        "{at}: set either `kind` or `translator`, not both"
+                    )));
+                }
+                (true, Some(t)) => {
+                    if let Some(sum) = &t.sha256
+                        && !(sum.len() == 64 && sum.chars().all(|c| c.is_ascii_hexdigit()))
+                    {
+                        return Err(ConfigError::new(format!(
+                            "{at}: translator.sha256 must be 64 hex digits (the output of `sha256sum {}`)",
+                            t.path.display()
+                        )));
+                    }
+                }
+                (false, None) => {}
+            }
+            if let Some(l) = &backend.limits {
+                check_limits(
+                    &format!("{at}: limits"),
+                    l.memory_limit_mib,
+                    l.call_timeout_ms,
+                )?;
+            }
             if let Some(url) = &backend.base_url {
                 check_base_url(url)
                     .map_err(|e| ConfigError::new(format!("{at}: base_url = {url:?} {e}")))?;
@@ -357,6 +437,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks sandbox limits (`at` names the table).
+fn check_limits(
+    at: &str,
+    memory_mib: Option<u32>,
+    timeout_ms: Option<u64>,
+) -> Result<(), ConfigError> {
+    if memory_mib.is_some_and(|m| m == 0 || m > 4096) {
+        return Err(ConfigError::new(format!(
+            "{at}.memory_limit_mib must be between 1 and 4096"
+        )));
+    }
+    if timeout_ms.is_some_and(|t| t == 0 || t > 600_000) {
+        return Err(ConfigError::new(format!(
+            "{at}.call_timeout_ms must be between 1 and 600000"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a base URL is an absolute http(s) URL.
@@ -410,6 +509,23 @@ impl KindDefaults {
 impl BackendConfig {
     fn at(&self) -> String {
         format!("backend {:?}", self.name)
+    }
+
+    /// What translates for this backend: its kind, or its component file.
+    pub fn translator_name(&self) -> String {
+        match &self.translator {
+            Some(t) => t.path.display().to_string(),
+            None => self.kind.clone(),
+        }
+    }
+
+    /// The sandbox limits for this backend.
+    pub(crate) fn limits(&self, defaults: &TranslatorLimits) -> (u32, u64) {
+        let l = self.limits.unwrap_or_default();
+        (
+            l.memory_limit_mib.unwrap_or(defaults.memory_limit_mib),
+            l.call_timeout_ms.unwrap_or(defaults.call_timeout_ms),
+        )
     }
 
     /// The base URL: configured, or the kind's default (OpenAI's API; for

@@ -26,6 +26,7 @@
 mod canonical;
 mod config;
 mod credentials;
+mod dry_run;
 mod error;
 mod ids;
 mod media;
@@ -39,6 +40,9 @@ mod upstream;
 pub use config::{
     BackendConfig, Config, ConfigError, MediaConfig, Secret, ServerConfig, TranslatorLimits,
 };
+pub use dry_run::{
+    ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
+};
 pub use error::Error;
 pub use proxy::Proxy;
 pub use translator::CONTRACT_VERSION;
@@ -46,12 +50,51 @@ pub use translator::CONTRACT_VERSION;
 impl Proxy {
     /// The axum router serving this proxy's endpoints.
     pub fn router(&self) -> axum::Router {
-        server::router(self.clone())
+        server::router(server::Live::new(self.clone()))
     }
 
     /// The kinds of the translators built into this binary.
     pub fn bundled_kinds() -> Vec<&'static str> {
         translator::bundled_kinds().collect()
+    }
+}
+
+/// A proxy whose configuration can be replaced while it serves (what
+/// SIGHUP does to the `llmproxy` binary).
+#[derive(Debug, Clone)]
+pub struct ReloadableProxy(server::Live);
+
+impl ReloadableProxy {
+    pub fn new(proxy: Proxy) -> Self {
+        ReloadableProxy(server::Live::new(proxy))
+    }
+
+    /// The axum router serving whichever configuration is current.
+    pub fn router(&self) -> axum::Router {
+        server::router(self.0.clone())
+    }
+
+    /// The configuration serving new requests.
+    pub fn current(&self) -> Proxy {
+        self.0.current()
+    }
+
+    /// Builds a proxy from `config` - translators loaded, settings and
+    /// credentials checked - and, only if that succeeds, makes it serve new
+    /// requests. Requests already running finish on the old one; reasoning
+    /// state remembered for Chat clients carries over. On error nothing
+    /// changes.
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let signatures = self.current().inner.signatures.clone();
+        // Compiling translator files takes a while: not on a worker thread.
+        let runtime = tokio::runtime::Handle::current();
+        let next = tokio::task::spawn_blocking(move || {
+            runtime.block_on(Proxy::build(config, None, signatures))
+        })
+        .await
+        .map_err(|e| ConfigError::new(format!("the reload failed: {e}")))??;
+        self.0.replace(next);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use anyhow::{Context as _, bail};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use llmproxy::{BackendConfig, Config, Proxy, Secret};
+use llmproxy::{BackendConfig, Config, Proxy, ReloadableProxy, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,25 +87,65 @@ struct Cli {
     /// credentials), print a summary and exit.
     #[arg(long)]
     check_config: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Dry run of a backend's translator, offline: print the upstream request
+    /// the proxy would send for REQUEST (credentials shown as [redacted]),
+    /// and with --response what a recorded upstream answer becomes, in
+    /// canonical (Responses) and in the client's format. Uses the config or
+    /// backend flags given before `translate`; sends nothing anywhere.
+    Translate {
+        /// The client's request: a JSON file (Chat Completions with
+        /// `messages`, or Responses with `input`); `-` reads stdin.
+        #[arg(value_name = "REQUEST")]
+        request: PathBuf,
+        /// Use this model instead of the request's `model`.
+        #[arg(long)]
+        model: Option<String>,
+        /// A recorded upstream answer: a JSON body, or an SSE stream.
+        #[arg(long, value_name = "FILE")]
+        response: Option<PathBuf>,
+        /// The HTTP status of the recorded answer.
+        #[arg(long, default_value_t = 200, requires = "response")]
+        status: u16,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
-    init_logging();
+    init_logging(if cli.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    });
     let from_flag = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    let config = build_config(&cli, &from_flag)?;
+    // A dry run reads no secrets: it checks the config with placeholders.
+    let config = build_config(&cli, &from_flag, cli.command.is_none())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, cli.check_config, started))
+    match cli.command {
+        Some(Command::Translate {
+            request,
+            model,
+            response,
+            status,
+        }) => runtime.block_on(translate(config, &request, model, response, status)),
+        None => runtime.block_on(run(config, &cli, started)),
+    }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -113,10 +153,15 @@ fn init_logging() {
 }
 
 /// The config from --config, or the single backend described by flags.
-fn build_config(cli: &Cli, from_flag: &dyn Fn(&str) -> bool) -> anyhow::Result<Config> {
+fn build_config(
+    cli: &Cli,
+    from_flag: &dyn Fn(&str) -> bool,
+    check: bool,
+) -> anyhow::Result<Config> {
     let mut config = match (&cli.config, &cli.backend) {
-        (Some(path), _) => Config::from_file(path)?,
-        (None, Some(kind)) => single_backend(cli, kind, from_flag)?,
+        (Some(path), _) if check => Config::from_file(path)?,
+        (Some(path), _) => Config::read_file(path)?,
+        (None, Some(kind)) => single_backend(cli, kind, from_flag, check)?,
         (None, None) => bail!(
             "nothing to serve: pass --config FILE (or LLMPROXY_CONFIG), or --backend KIND \
              (or LLMPROXY_BACKEND) with --base-url; see --help"
@@ -141,6 +186,7 @@ fn single_backend(
     cli: &Cli,
     kind: &str,
     from_flag: &dyn Fn(&str) -> bool,
+    check: bool,
 ) -> anyhow::Result<Config> {
     let mut settings = toml::Table::new();
     for (flag, key, value) in [
@@ -177,6 +223,8 @@ fn single_backend(
         backends: vec![BackendConfig {
             name: kind.to_string(),
             kind: kind.to_string(),
+            translator: None,
+            limits: None,
             models: cli.models.clone(),
             base_url: cli.base_url.clone(),
             auth,
@@ -190,20 +238,99 @@ fn single_backend(
         }],
         ..Config::default()
     };
-    config.check()?;
+    if check {
+        config.check()?;
+    }
     Ok(config)
 }
 
-async fn run(config: Config, check_only: bool, started: Instant) -> anyhow::Result<()> {
+/// `llmproxy translate`: prints the dry run's findings.
+async fn translate(
+    config: Config,
+    request: &std::path::Path,
+    model: Option<String>,
+    response: Option<PathBuf>,
+    status: u16,
+) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
+        if path == std::path::Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read the request from stdin")?;
+            return Ok(buf);
+        }
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let recorded = match &response {
+        Some(path) => Some(llmproxy::Recorded {
+            status,
+            body: read(path)?,
+        }),
+        None => None,
+    };
+    let input = llmproxy::DryRunInput {
+        request: read(request)?,
+        model,
+        recorded,
+    };
+    let run = llmproxy::dry_run(config, input).await?;
+    let pretty = |body: &[u8]| match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    match &run.upstream {
+        Some(call) => {
+            println!("=== upstream request\n{} {}", call.method, call.url);
+            for (name, value) in &call.headers {
+                println!("{name}: {value}");
+            }
+            println!("\n{}\n", pretty(&call.body));
+        }
+        None => println!("=== no upstream request: the proxy refused the request\n"),
+    }
+    if response.is_some() && !run.canonical.is_empty() {
+        match run.canonical.as_slice() {
+            [one] if one.get("object").is_some() => {
+                println!(
+                    "=== canonical response (Responses)\n{}\n",
+                    pretty(one.to_string().as_bytes())
+                );
+            }
+            events => {
+                println!("=== canonical events (Responses)");
+                for event in events {
+                    println!("{event}");
+                }
+                println!();
+            }
+        }
+    }
+    if let Some(client) = &run.client {
+        println!(
+            "=== {} client gets HTTP {} ({})\n{}",
+            client.format,
+            client.status,
+            client.content_type,
+            if client.content_type.starts_with("application/json") {
+                pretty(client.body.as_bytes())
+            } else {
+                client.body.trim_end().to_string()
+            }
+        );
+    }
+    if run.upstream.is_none() {
+        bail!("the proxy would send nothing upstream for this request");
+    }
+    Ok(())
+}
+
+async fn run(config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> {
     let listen = config.server.listen;
-    let summary: Vec<String> = config
-        .backends
-        .iter()
-        .map(|b| format!("{} ({}) <- {}", b.name, b.kind, b.models.join(", ")))
-        .collect();
+    let summary = summary(&config);
     let auth = config.server.api_key.is_some();
+    let watched = watched_files(&config);
     let proxy = Proxy::new(config).await?;
-    if check_only {
+    if cli.check_config {
         println!("config OK");
         for line in &summary {
             println!("  backend {line}");
@@ -222,12 +349,142 @@ async fn run(config: Config, check_only: bool, started: Instant) -> anyhow::Resu
         if auth { "on" } else { "off" },
         started.elapsed().as_millis()
     );
+    let proxy = ReloadableProxy::new(proxy);
+    if let Some(path) = cli.config.clone() {
+        tokio::spawn(reload_on_change(
+            proxy.clone(),
+            path,
+            cli.listen,
+            listen,
+            watched,
+        ));
+    }
     axum::serve(listener, proxy.router())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// One line per backend: name, translator, models.
+fn summary(config: &Config) -> Vec<String> {
+    config
+        .backends
+        .iter()
+        .map(|b| {
+            format!(
+                "{} ({}) <- {}",
+                b.name,
+                b.translator_name(),
+                b.models.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// How often the config file and translator files are checked for changes.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The files a config depends on: itself and its translator files.
+fn watched_files(config: &Config) -> Vec<PathBuf> {
+    config
+        .backends
+        .iter()
+        .filter_map(|b| b.translator.as_ref().map(|t| t.path.clone()))
+        .collect()
+}
+
+/// What a file looks like from outside: modification time and size.
+type Stamp = Vec<Option<(std::time::SystemTime, u64)>>;
+
+fn stamp(files: &[PathBuf]) -> Stamp {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+/// Reloads the config file (and the translators it names) on SIGHUP and
+/// whenever one of those files changes. A config that fails to load is
+/// logged and the running one keeps serving.
+async fn reload_on_change(
+    proxy: ReloadableProxy,
+    path: PathBuf,
+    listen_flag: Option<SocketAddr>,
+    listening: SocketAddr,
+    translators: Vec<PathBuf>,
+) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut files: Vec<PathBuf> = std::iter::once(path.clone()).chain(translators).collect();
+    let mut seen = stamp(&files);
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        #[cfg(unix)]
+        let signal = async {
+            match &mut hangup {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signal = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = signal => "SIGHUP",
+            _ = tick.tick() => {
+                let now = stamp(&files);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "a changed file"
+            }
+        };
+        let config = match Config::from_file(&path) {
+            Ok(mut c) => {
+                if let Some(listen) = listen_flag {
+                    c.server.listen = listen;
+                }
+                if let Some(key) = std::env::var("LLMPROXY_API_KEY")
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+                {
+                    c.server.api_key = Some(Secret::new(key.trim()));
+                }
+                c
+            }
+            Err(e) => {
+                tracing::error!("reload ({why}) failed, still serving the previous config: {e}");
+                continue;
+            }
+        };
+        files = std::iter::once(path.clone())
+            .chain(watched_files(&config))
+            .collect();
+        seen = stamp(&files);
+        if config.server.listen != listening {
+            tracing::warn!(
+                "server.listen changed to {}; still listening on {listening} until restarted",
+                config.server.listen
+            );
+        }
+        let lines = summary(&config);
+        match proxy.reload(config).await {
+            Ok(()) => {
+                tracing::info!("reloaded {} ({why})", path.display());
+                for line in &lines {
+                    tracing::info!("backend {line}");
+                }
+            }
+            Err(e) => {
+                tracing::error!("reload ({why}) failed, still serving the previous config: {e}");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -34,10 +34,16 @@ pub(crate) struct Inner {
     pub max_body_bytes: usize,
     pub max_body_mib: u32,
     pub api_key: Option<Secret>,
-    pub signatures: SignatureCache,
+    /// Shared by the configurations a reload replaces.
+    pub signatures: Arc<SignatureCache>,
     media: MediaFetcher,
+    /// Receives every canonical response and event (`llmproxy translate`).
+    pub tap: Option<Tap>,
     _runtime: Runtime,
 }
+
+/// Where a dry run collects the canonical output.
+pub(crate) type Tap = Arc<std::sync::Mutex<Vec<Value>>>;
 
 /// One configured backend.
 #[derive(Debug)]
@@ -46,7 +52,7 @@ pub(crate) struct Backend {
     pub models: Vec<String>,
     /// The translators of the backend's kind, chosen by upstream model name
     /// (first match). `None`: a translator this build does not have.
-    translators: Vec<(globset::GlobMatcher, &'static str, Option<Arc<Translator>>)>,
+    translators: Vec<(globset::GlobMatcher, String, Option<Arc<Translator>>)>,
     pub upstream: Upstream,
     settings: String,
     model_map: BTreeMap<String, String>,
@@ -144,57 +150,87 @@ impl Proxy {
     /// backends use, asks each to validate its backend's settings, and reads
     /// the credentials.
     pub async fn new(config: Config) -> Result<Proxy, ConfigError> {
+        Self::build(config, None, Arc::default()).await
+    }
+
+    /// [`Proxy::new`], handing every canonical response and event to `tap`
+    /// and remembering reasoning state in `signatures`.
+    pub(crate) async fn build(
+        config: Config,
+        tap: Option<Tap>,
+        signatures: Arc<SignatureCache>,
+    ) -> Result<Proxy, ConfigError> {
         config.check()?;
-        let limits = &config.translators;
-        let memory_bytes = limits.memory_limit_mib as usize * 1024 * 1024;
-        let runtime = Runtime::new(limits.max_instances, memory_bytes)
+        let defaults = &config.translators;
+        // The pool's slots fit the largest memory cap any backend has.
+        let pool_mib = config
+            .backends
+            .iter()
+            .map(|b| b.limits(defaults).0)
+            .chain([defaults.memory_limit_mib])
+            .max()
+            .unwrap_or(defaults.memory_limit_mib);
+        let runtime = Runtime::new(defaults.max_instances, pool_mib as usize * 1024 * 1024)
             .map_err(|e| ConfigError::new(e.to_string()))?;
-        let limits = Limits {
-            memory_bytes,
-            call_timeout: Duration::from_millis(limits.call_timeout_ms),
-        };
-        let mut loaded: HashMap<&'static str, Arc<Translator>> = HashMap::new();
+        let mut loaded: HashMap<(String, u32, u64), Arc<Translator>> = HashMap::new();
         let mut google: HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>> = HashMap::new();
         let mut backends = Vec::new();
         for cfg in &config.backends {
             let at = format!("backend {:?}", cfg.name);
-            let parts = kind_translators(&cfg.kind).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "{at}: unknown kind {:?}; available kinds: {}",
-                    cfg.kind,
-                    kinds().join(", ")
-                ))
-            })?;
+            let (memory_mib, timeout_ms) = cfg.limits(defaults);
+            let limits = Limits {
+                memory_bytes: memory_mib as usize * 1024 * 1024,
+                call_timeout: Duration::from_millis(timeout_ms),
+            };
+            let parts: Vec<(&str, String)> = match &cfg.translator {
+                Some(file) => vec![("*", file.path.display().to_string())],
+                None => kind_translators(&cfg.kind)
+                    .ok_or_else(|| {
+                        ConfigError::new(format!(
+                            "{at}: unknown kind {:?}; available kinds: {}",
+                            cfg.kind,
+                            kinds().join(", ")
+                        ))
+                    })?
+                    .into_iter()
+                    .map(|(glob, kind)| (glob, kind.to_string()))
+                    .collect(),
+            };
             let settings = cfg.settings_json();
             let mut translators = Vec::new();
-            for (glob, kind) in parts {
+            for (glob, name) in parts {
                 let matcher = globset::Glob::new(glob)
                     .map_err(|e| ConfigError::new(e.to_string()))?
                     .compile_matcher();
-                let translator = if translator::bundled_kinds().any(|k| k == kind) {
-                    let t = match loaded.get(kind) {
-                        Some(t) => t.clone(),
-                        None => {
-                            let t = Arc::new(
-                                runtime
-                                    .load_bundled(kind, limits)
-                                    .map_err(|e| ConfigError::new(format!("{at}: {e}")))?,
-                            );
-                            loaded.insert(kind, t.clone());
-                            t
+                let bundled = translator::bundled_kinds().any(|k| k == name);
+                if cfg.translator.is_none() && !bundled {
+                    // A part of a kind this build does not include.
+                    translators.push((matcher, name, None));
+                    continue;
+                }
+                let key = (name.clone(), memory_mib, timeout_ms);
+                let t = match loaded.get(&key) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = match &cfg.translator {
+                            Some(file) => {
+                                runtime.load_file(&file.path, file.sha256.as_deref(), limits)
+                            }
+                            None => runtime.load_bundled(&name, limits),
                         }
-                    };
-                    t.validate_settings(&settings).await.map_err(|e| match e {
-                        Error::InvalidRequest { message, .. } => ConfigError::new(format!(
-                            "{at}: settings rejected by the {kind} translator: {message}"
-                        )),
-                        other => ConfigError::new(format!("{at}: {other}")),
-                    })?;
-                    Some(t)
-                } else {
-                    None
+                        .map_err(|e| ConfigError::new(format!("{at}: {e}")))?;
+                        let t = Arc::new(t);
+                        loaded.insert(key, t.clone());
+                        t
+                    }
                 };
-                translators.push((matcher, kind, translator));
+                t.validate_settings(&settings).await.map_err(|e| match e {
+                    Error::InvalidRequest { message, .. } => ConfigError::new(format!(
+                        "{at}: settings rejected by the {name} translator: {message}"
+                    )),
+                    other => ConfigError::new(format!("{at}: {other}")),
+                })?;
+                translators.push((matcher, name, Some(t)));
             }
             let credentials = credentials(cfg, &mut google).await?;
             let upstream = Upstream::new(cfg, credentials)?;
@@ -221,8 +257,9 @@ impl Proxy {
                 max_body_bytes: config.server.max_body_mib as usize * 1024 * 1024,
                 max_body_mib: config.server.max_body_mib,
                 api_key: config.server.api_key.clone(),
-                signatures: SignatureCache::default(),
+                signatures,
                 media,
+                tap,
                 _runtime: runtime,
             }),
         })
@@ -241,6 +278,40 @@ impl Proxy {
     /// the start of its stream. `extras` carries a Chat client's original
     /// request (`{}` for Responses clients).
     pub(crate) async fn execute(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
+        let outcome = self.run(body, extras).await?;
+        let Some(tap) = &self.inner.tap else {
+            return Ok(outcome);
+        };
+        let record = |tap: &Tap, value: &Value| {
+            if let Ok(mut seen) = tap.lock() {
+                seen.push(value.clone());
+            }
+        };
+        Ok(match outcome {
+            Outcome::Complete {
+                response,
+                upstream_id,
+            } => {
+                record(tap, &Value::Object(response.clone()));
+                Outcome::Complete {
+                    response,
+                    upstream_id,
+                }
+            }
+            Outcome::Stream {
+                events,
+                upstream_id,
+            } => {
+                let tap = tap.clone();
+                Outcome::Stream {
+                    events: events.inspect(move |e| record(&tap, e)).boxed(),
+                    upstream_id,
+                }
+            }
+        })
+    }
+
+    async fn run(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
         let head = RequestHead::parse(&body)?;
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.stream.unwrap_or(false);

@@ -21,6 +21,7 @@ extern crate self as llmproxy_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub mod chat;
 pub mod json;
 pub mod passthrough;
 pub mod vertex;

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::proxy::Proxy;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,12 +18,44 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
+
+/// The proxy a router serves. A reload replaces it as a whole: each request
+/// runs on the proxy current when it arrived, to its end.
+#[derive(Debug, Clone)]
+pub(crate) struct Live(Arc<RwLock<Proxy>>);
+
+impl Live {
+    pub fn new(proxy: Proxy) -> Self {
+        Live(Arc::new(RwLock::new(proxy)))
+    }
+
+    pub fn current(&self) -> Proxy {
+        match self.0.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, proxy: Proxy) {
+        match self.0.write() {
+            Ok(mut p) => *p = proxy,
+            Err(poisoned) => *poisoned.into_inner() = proxy,
+        }
+    }
+}
+
+impl FromRef<Live> for Proxy {
+    fn from_ref(live: &Live) -> Proxy {
+        live.current()
+    }
+}
 
 /// The router: `/v1/responses`, `/v1/models` (behind client auth when a key
 /// is configured) and `/healthz` (never authenticated). The `/v1` prefix is
 /// optional.
-pub(crate) fn router(proxy: Proxy) -> Router {
+pub(crate) fn router(proxy: Live) -> Router {
     let api = Router::new()
         .route("/v1/responses", post(responses::handle))
         .route("/responses", post(responses::handle))

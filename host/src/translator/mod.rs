@@ -169,6 +169,43 @@ impl Runtime {
         self.prepare(kind, &component, limits)
     }
 
+    /// Loads a translator component file: checks its SHA-256 against
+    /// `sha256` when pinned, compiles it and checks its contract.
+    pub(crate) fn load_file(
+        &self,
+        path: &std::path::Path,
+        sha256: Option<&str>,
+        limits: Limits,
+    ) -> Result<Translator, Error> {
+        let shown = path.display();
+        let fail = |detail: String| Error::Internal(format!("translator {shown}: {detail}"));
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        if let Some(want) = sha256 {
+            let got = sha256_hex(&bytes);
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(fail(format!(
+                    "its SHA-256 is {got}, but the config pins {want}: the file changed; if the new file is trusted, update translator.sha256"
+                )));
+            }
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(fail("not a WebAssembly file".into()));
+        }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(fail(
+                "a core WebAssembly module, not a component: build for wasm32-wasip2 (cargo build --target wasm32-wasip2) or wrap it with `wasm-tools component new`".into(),
+            ));
+        }
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| fail(format!("not a valid component: {e:#}")))?;
+        // Clients see errors naming the file, not where it lives.
+        let name = path
+            .file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy();
+        self.prepare(&name, &component, limits)
+    }
+
     /// Checks that `component` exports the translator interface at this
     /// host's version and pre-instantiates it.
     fn prepare(
@@ -220,6 +257,15 @@ impl Runtime {
     }
 }
 
+/// SHA-256 of `bytes`, in lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Increments the engine's epoch every [`TICK`] until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -257,6 +303,14 @@ struct HostState {
     table: ResourceTable,
     limiter: Limiter,
     stderr: MemoryOutputPipe,
+    /// Epoch ticks the running call has left.
+    ticks_left: u64,
+}
+
+/// Gives the next call into the store `ticks` epoch ticks.
+fn arm(store: &mut Store<HostState>, ticks: u64) {
+    store.data_mut().ticks_left = ticks;
+    store.set_epoch_deadline(1);
 }
 
 /// Caps linear memory (and tables) and remembers whether the cap was hit,
@@ -344,10 +398,25 @@ impl Translator {
                     hit: false,
                 },
                 stderr,
+                ticks_left: self.deadline_ticks,
             },
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
+        // Each tick past a call's start yields to the executor (so a
+        // spinning translator does not hold a worker thread) until the
+        // call's budget is spent; then the call traps.
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.ticks_left <= 1 {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+        arm(&mut store, self.deadline_ticks);
         let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| {
             if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                 Error::Overloaded(
@@ -371,8 +440,7 @@ impl Translator {
     pub(crate) async fn validate_settings(self: &Arc<Self>, settings: &str) -> Result<(), Error> {
         let mut instance = self.instantiate().await?;
         let guest = instance.bindings.llmproxy_translator_translator();
-        let deadline = self.deadline_ticks;
-        instance.store.set_epoch_deadline(deadline);
+        arm(&mut instance.store, self.deadline_ticks);
         let result = guest
             .call_validate_settings(&mut instance.store, settings)
             .await;
@@ -458,8 +526,7 @@ impl Instance {
     /// `request`: canonical Responses request -> upstream request.
     pub(crate) async fn request(&mut self, ctx: &Context, body: &[u8]) -> Result<Requested, Error> {
         self.check()?;
-        self.store
-            .set_epoch_deadline(self.translator.deadline_ticks);
+        arm(&mut self.store, self.translator.deadline_ticks);
         let guest = self.bindings.llmproxy_translator_translator();
         match guest.call_request(&mut self.store, ctx, body).await {
             Ok(Ok(request)) => Ok(Requested::Ready(request)),
@@ -477,8 +544,7 @@ impl Instance {
         response: &UpstreamResponse,
     ) -> Result<Vec<u8>, Error> {
         self.check()?;
-        self.store
-            .set_epoch_deadline(self.translator.deadline_ticks);
+        arm(&mut self.store, self.translator.deadline_ticks);
         let guest = self.bindings.llmproxy_translator_translator();
         match guest
             .call_response(&mut self.store, ctx, state, response)
@@ -498,8 +564,7 @@ impl Instance {
         headers: &[(String, String)],
     ) -> Result<StreamInstance, Error> {
         self.check()?;
-        self.store
-            .set_epoch_deadline(self.translator.deadline_ticks);
+        arm(&mut self.store, self.translator.deadline_ticks);
         let guest = self.bindings.llmproxy_translator_translator();
         let headers = headers.to_vec();
         match guest
@@ -569,8 +634,7 @@ impl StreamInstance {
     pub(crate) async fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
         let inst = &mut self.instance;
         inst.check()?;
-        inst.store
-            .set_epoch_deadline(inst.translator.deadline_ticks);
+        arm(&mut inst.store, inst.translator.deadline_ticks);
         let guest = inst.bindings.llmproxy_translator_translator();
         match guest
             .event_stream()
@@ -586,8 +650,7 @@ impl StreamInstance {
     pub(crate) async fn finish(&mut self) -> Result<Vec<String>, Error> {
         let inst = &mut self.instance;
         inst.check()?;
-        inst.store
-            .set_epoch_deadline(inst.translator.deadline_ticks);
+        arm(&mut inst.store, inst.translator.deadline_ticks);
         let guest = inst.bindings.llmproxy_translator_translator();
         match guest
             .event_stream()

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 struct Running {
     child: Child,
     url: String,
+    /// Every line the proxy logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Running {
@@ -40,8 +42,11 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest
                     .split_whitespace()
@@ -58,6 +63,7 @@ fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
         Ok(Ok(addr)) => Running {
             child,
             url: format!("http://{addr}"),
+            log,
         },
         other => panic!("llmproxy did not start: {other:?}"),
     }
@@ -441,4 +447,249 @@ async fn gcp_vertex_single_backend_mode_with_each_credential_source() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(home);
+}
+
+#[test]
+fn translate_shows_the_upstream_request_and_the_mapped_answer_offline() {
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-translate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // No secret is set: the dry run reads none.
+    let config = file(
+        "llmproxy.toml",
+        "[[backends]]\nname = \"oai\"\nkind = \"openai\"\nauth = { bearer_env = \"NOT_SET_ANYWHERE\" }\nmodels = [\"gpt-*\"]\n\n\
+         [[backends]]\nname = \"vertex\"\nkind = \"gcp-vertex\"\nmodels = [\"gemini-*\"]\nsettings = { project = \"p1\", location = \"global\" }\n",
+    );
+    let chat = file(
+        "chat.json",
+        r#"{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}], "seed": 4}"#,
+    );
+    let answer = file(
+        "answer.json",
+        r#"{"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-5",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello!"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}"#,
+    );
+    let (ok, out, err) = run(
+        &[
+            "--config",
+            &config,
+            "translate",
+            &chat,
+            "--response",
+            &answer,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("=== upstream request\nPOST https://api.openai.com/v1/chat/completions\n"),
+        "{out}"
+    );
+    assert!(out.contains("authorization: Bearer [redacted]\n"), "{out}");
+    assert!(out.contains("host: api.openai.com\n"), "{out}");
+    assert!(
+        out.contains("\"seed\": 4"),
+        "the Chat request as sent: {out}"
+    );
+    assert!(
+        out.contains("=== canonical response (Responses)\n{\n  \"status\": \"completed\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("=== Chat Completions client gets HTTP 200 (application/json)"),
+        "{out}"
+    );
+    assert!(out.contains("\"content\": \"Hello!\""), "{out}");
+
+    // A Responses request for Vertex, streaming, with a recorded SSE answer
+    // and the model chosen on the command line; Google credentials are
+    // never looked up.
+    let responses = file(
+        "responses.json",
+        r#"{"model": "x", "input": "hi", "stream": true}"#,
+    );
+    let sse = file(
+        "answer.sse",
+        "data: {\"candidates\": [{\"content\": {\"role\": \"model\", \"parts\": [{\"text\": \"Hi there\"}]}, \"finishReason\": \"STOP\"}], \"usageMetadata\": {\"promptTokenCount\": 2, \"candidatesTokenCount\": 2, \"totalTokenCount\": 4}}\n\n",
+    );
+    let (ok, out, err) = run(
+        &[
+            "--config",
+            &config,
+            "translate",
+            &responses,
+            "--model",
+            "gemini-2.5-pro",
+            "--response",
+            &sse,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("POST https://aiplatform.googleapis.com/v1/projects/p1/locations/global/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse\n"),
+        "{out}"
+    );
+    assert!(out.contains("authorization: Bearer [redacted]\n"), "{out}");
+    assert!(
+        out.contains("=== canonical events (Responses)\n{\"type\":\"response.created\""),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "=== Responses client gets HTTP 200 (text/event-stream)\nevent: response.created"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\"delta\":\"Hi there\""), "{out}");
+
+    // Bad input: clear errors, non-zero exit.
+    let broken = file("broken.json", r#"{"model": "gpt-5", "input": "#);
+    let (ok, _, err) = run(&["--config", &config, "translate", &broken], &[]);
+    assert!(
+        !ok && err.contains("the request is not a JSON object"),
+        "{err}"
+    );
+    let neither = file("neither.json", r#"{"model": "gpt-5"}"#);
+    let (ok, _, err) = run(&["--config", &config, "translate", &neither], &[]);
+    assert!(!ok && err.contains("neither `messages`"), "{err}");
+    let unknown = file("unknown.json", r#"{"model": "llama", "input": "hi"}"#);
+    let (ok, out, err) = run(&["--config", &config, "translate", &unknown], &[]);
+    assert!(!ok && err.contains("would send nothing upstream"), "{err}");
+    assert!(
+        out.contains("HTTP 404") && out.contains("model_not_found"),
+        "{out}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "--config",
+            &config,
+            "translate",
+            &chat,
+            "--response",
+            "/nonexistent.sse",
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("cannot read /nonexistent.sse"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sighup_and_file_changes_reload_the_config_and_bad_ones_are_refused() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A pinned translator file, loaded relative to the config.
+    let hostile = std::fs::read(env!("LLMPROXY_TEST_HOSTILE_WASM")).unwrap();
+    std::fs::write(dir.join("mine.wasm"), &hostile).unwrap();
+    let pinned = format!(
+        "[[backends]]\nname = \"pinned\"\ntranslator = {{ path = \"mine.wasm\", sha256 = \"{}\" }}\nbase_url = \"{}\"\nmodels = [\"p*\"]\n\n",
+        sha256_hex(&hostile),
+        a.base_url
+    );
+    let config = dir.join("llmproxy.toml");
+    let write = |upstream: &str, models: &str| {
+        let text = format!(
+            "{pinned}[[backends]]\nname = \"main\"\nkind = \"openresponses\"\nbase_url = \"{upstream}\"\nmodels = [{models}]\n"
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write(&a.base_url, "\"m*\"");
+    let proxy = spawn(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let http = client();
+    let ask = async |model: &str| {
+        let r = http
+            .post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": model, "input": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    let until = async |what: &str, check: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "timed out: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let logged = |needle: &str| {
+        proxy
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    assert_eq!(ask("m1").await, 200);
+    assert_eq!(ask("p1").await, 200);
+    assert_eq!(ask("n1").await, 404);
+    assert_eq!(a.received().len(), 2);
+
+    // SIGHUP: a new upstream and a new model glob.
+    write(&b.base_url, "\"m*\", \"n*\"");
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &proxy.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup();
+    until("the SIGHUP reload", &|| logged("reloaded") == 1).await;
+    assert_eq!(ask("n1").await, 200);
+    assert_eq!(b.received().len(), 1, "served by the new upstream");
+
+    // A broken config is refused; the running one keeps serving.
+    std::fs::write(
+        &config,
+        "[[backends]]\nname = \"x\"\nkind = \"nope\"\nmodels = [\"*\"]\n",
+    )
+    .unwrap();
+    hup();
+    until("the refused reload", &|| {
+        logged("failed, still serving the previous config") >= 1
+    })
+    .await;
+    assert!(
+        logged("unknown kind \"nope\"") >= 1,
+        "{:?}",
+        proxy.log.lock().unwrap()
+    );
+    assert_eq!(ask("n1").await, 200);
+    assert_eq!(b.received().len(), 2);
+
+    // A changed file is noticed without a signal.
+    write(&a.base_url, "\"m*\", \"n*\", \"o*\"");
+    until("the file-watch reload", &|| logged("reloaded") == 2).await;
+    assert_eq!(ask("o1").await, 200);
+    assert_eq!(a.received().len(), 3);
+
+    // So is a translator file replaced behind the config's back: its
+    // checksum no longer matches, and the loaded one keeps serving.
+    let mut tampered = hostile.clone();
+    tampered.extend_from_slice(b"\0tampered");
+    std::fs::write(dir.join("mine.wasm"), &tampered).unwrap();
+    until("the refused translator", &|| logged("its SHA-256 is") >= 1).await;
+    assert_eq!(ask("p1").await, 200);
+    assert_eq!(logged("reloaded"), 2);
+    let _ = std::fs::remove_dir_all(dir);
 }

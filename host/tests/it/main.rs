@@ -6,9 +6,12 @@
 mod binary;
 mod chat;
 mod claude;
+mod examples;
 mod fake_claude;
 mod fake_vertex;
+mod reload;
 mod responses;
+mod sandbox;
 mod spec;
 mod support;
 mod vertex;

@@ -766,3 +766,12 @@ pub async fn chat_finish_reasons(proxy: &TestProxy, chat: &Value) -> (Value, Vec
     assert!(done, "the stream ends with [DONE]");
     (v["choices"][0]["finish_reason"].clone(), finish)
 }
+
+/// SHA-256 of `bytes` in hex, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

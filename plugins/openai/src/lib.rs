@@ -17,17 +17,14 @@
 //! `base_url`), `max_tokens_param` (`max_completion_tokens` | `max_tokens`,
 //! for converted requests), `instructions_role` (`system` | `developer`).
 
-use llmproxy_sdk::api::chat::ChatCompletion;
 use llmproxy_sdk::api::chat_request::{ChatOptions, responses_to_chat};
-use llmproxy_sdk::api::chat_response::chat_to_response;
-use llmproxy_sdk::api::chat_stream::ChunkParser;
-use llmproxy_sdk::api::ids::IdGen;
 use llmproxy_sdk::api::responses::CreateResponse;
 use llmproxy_sdk::api::{ENVELOPE_PREFIX, Extras};
+use llmproxy_sdk::chat::{self, ChatStream};
 use llmproxy_sdk::json::RawObject;
 use llmproxy_sdk::{
-    Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
-    UpstreamResponse, passthrough,
+    Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
+    passthrough,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -156,29 +153,14 @@ impl Translator for OpenAi {
     fn response(ctx: &Context, _: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
         match settings(ctx)?.api() {
             Api::Responses => passthrough::response_body(response.status, response.body),
-            Api::Chat => {
-                if !(200..300).contains(&response.status) {
-                    return Err(llmproxy_sdk::openai_style_error(
-                        response.status,
-                        &response.body,
-                    ));
-                }
-                let chat: ChatCompletion = serde_json::from_slice(&response.body).map_err(|e| {
-                    Error::internal(format!(
-                        "upstream answered with a body that is not a chat.completion ({e}): {}",
-                        llmproxy_sdk::snippet(&String::from_utf8_lossy(&response.body), 200)
-                    ))
-                })?;
-                let canonical = chat_to_response(&chat, &mut IdGen::new());
-                serde_json::to_vec(&canonical).map_err(json_error)
-            }
+            Api::Chat => chat::response(response),
         }
     }
 
     fn stream(ctx: Context, _: String, _: u16, _: Headers) -> Stream {
         match Settings::parse(&ctx.settings).map(|s| s.api()) {
             Ok(Api::Responses) => Stream::Responses,
-            _ => Stream::Chat(Box::new(ChunkParser::new(IdGen::new()))),
+            _ => Stream::Chat(Box::default()),
         }
     }
 }
@@ -250,7 +232,7 @@ fn responses_passthrough(ctx: &Context, body: &[u8]) -> Result<Vec<u8>, Error> {
 /// Stream state: Chat chunks, or Responses events passed through.
 #[derive(Debug)]
 pub enum Stream {
-    Chat(Box<ChunkParser>),
+    Chat(Box<ChatStream>),
     Responses,
 }
 
@@ -258,28 +240,14 @@ impl EventStream for Stream {
     fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => passthrough::event(event, data),
-            Stream::Chat(parser) => {
-                parser
-                    .push(data)
-                    .map(llmproxy_sdk::event_strings)
-                    .map_err(|e| {
-                        Error::Upstream(UpstreamError {
-                            status: 502,
-                            message: e.message,
-                            error_type: e.error_type,
-                            code: e.code,
-                            param: None,
-                            retry_after: None,
-                        })
-                    })
-            }
+            Stream::Chat(chat) => chat.push(event, data),
         }
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => Ok(Vec::new()),
-            Stream::Chat(parser) => Ok(llmproxy_sdk::event_strings(parser.end())),
+            Stream::Chat(chat) => chat.finish(),
         }
     }
 }

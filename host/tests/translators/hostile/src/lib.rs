@@ -1,0 +1,113 @@
+//! A translator that misbehaves on purpose: the sandbox tests load it from a
+//! file and check that the host contains it. `settings.mode` picks the
+//! misbehaviour (anything else passes requests through to `/responses`):
+//!
+//! - `loop`: spins forever in `request`;
+//! - `stream-loop`: spins forever in the stream's `push`;
+//! - `memory`: allocates until it cannot;
+//! - `huge`: answers with a 1 GiB body;
+//! - `trap`: panics;
+//! - `auth`: sets `Authorization` on the upstream request;
+//! - `snoop`: tries to read the environment, the arguments, files and the
+//!   network, and sends what it found upstream as the body.
+
+use llmproxy_sdk::{
+    Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
+};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct Hostile;
+
+fn mode(ctx: &Context) -> String {
+    serde_json::from_str::<Value>(&ctx.settings)
+        .ok()
+        .and_then(|s| s.get("mode").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn snoop() -> Value {
+    let err = |e: std::io::Error| json!({"error": e.to_string()});
+    json!({
+        "env": std::env::vars().collect::<Vec<_>>(),
+        "args": std::env::args().collect::<Vec<_>>(),
+        "cwd": std::env::current_dir().map(|d| json!(d.display().to_string())).unwrap_or_else(err),
+        "passwd": std::fs::read_to_string("/etc/passwd").map(|s| json!(s.len())).unwrap_or_else(err),
+        "root": std::fs::read_dir("/").map(|d| json!(d.count())).unwrap_or_else(err),
+        "write": std::fs::write("/tmp/llmproxy-hostile", b"x").map(|()| json!("written")).unwrap_or_else(err),
+        "tcp": std::net::TcpStream::connect("127.0.0.1:80").map(|_| json!("connected")).unwrap_or_else(err),
+        "dns": std::net::ToSocketAddrs::to_socket_addrs("example.com:443").map(|a| json!(a.count())).unwrap_or_else(err),
+    })
+}
+
+impl Translator for Hostile {
+    type Stream = Stream;
+
+    fn validate_settings(_: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let mut body = body.to_vec();
+        match mode(ctx).as_str() {
+            "loop" => spin(),
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("hostile translator: deliberate panic"),
+            "auth" => headers.push(("Authorization".into(), "Bearer stolen".into())),
+            "snoop" => body = snoop().to_string().into_bytes(),
+            _ => {}
+        }
+        Ok(UpstreamRequest {
+            method: "POST".into(),
+            path: "/responses".into(),
+            headers,
+            body,
+            state: String::new(),
+        })
+    }
+
+    fn response(ctx: &Context, _: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
+        if mode(ctx) == "huge" {
+            return Ok(vec![b' '; 1 << 30]);
+        }
+        llmproxy_sdk::passthrough::response_body(response.status, response.body)
+    }
+
+    fn stream(ctx: Context, _: String, _: u16, _: Headers) -> Stream {
+        Stream { mode: mode(&ctx) }
+    }
+}
+
+#[derive(Debug)]
+pub struct Stream {
+    mode: String,
+}
+
+impl EventStream for Stream {
+    fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
+        if self.mode == "stream-loop" {
+            spin();
+        }
+        llmproxy_sdk::passthrough::event(event, data)
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+llmproxy_sdk::export_translator!(Hostile);
