@@ -13,6 +13,7 @@
 //! - [`chat_response`]: canonical response ⇄ Chat completion.
 //! - [`chat_stream`]: canonical events → Chat chunks, and Chat chunks →
 //!   canonical events.
+//! - [`events`]: typed canonical stream events.
 //! - [`stream`]: [`stream::StreamBuilder`], which emits a well-formed canonical
 //!   event stream from provider deltas.
 //! - [`envelope`]: provider state (thought and thinking signatures) carried in
@@ -28,6 +29,7 @@ pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
 pub mod envelope;
+pub mod events;
 pub mod golden;
 pub mod ids;
 pub mod media;

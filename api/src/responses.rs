@@ -866,6 +866,26 @@ pub struct Response {
 }
 
 impl Response {
+    /// The text of the assistant messages in `output`, concatenated (what
+    /// the OpenAI SDKs call `output_text`).
+    pub fn output_text(&self) -> String {
+        let mut text = String::new();
+        for item in &self.output {
+            let Item::Message(m) = item else { continue };
+            match &m.content {
+                MessageContent::Text(t) => text.push_str(t),
+                MessageContent::Parts(parts) => {
+                    for part in parts {
+                        if let ContentPart::OutputText(t) = part {
+                            text.push_str(&t.text);
+                        }
+                    }
+                }
+            }
+        }
+        text
+    }
+
     /// `incomplete_details.reason`, if any.
     pub fn incomplete_reason(&self) -> Option<&str> {
         self.incomplete_details

@@ -25,6 +25,7 @@ impl ConfigError {
 /// The whole configuration (`llmproxy.toml`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// The HTTP server.
     #[serde(default)]
@@ -45,6 +46,7 @@ pub struct Config {
 /// on Vertex takes no image URLs), the proxy downloads it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MediaConfig {
     /// Whether to download at all; when off, such requests get 400.
     /// Default true.
@@ -87,6 +89,7 @@ impl Default for MediaConfig {
 /// `[server]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Address to listen on. Default `0.0.0.0:8080`.
     #[serde(default = "default_listen")]
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
 /// `[translators]`: sandbox limits applied to every translator instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TranslatorLimits {
     /// Linear memory cap per instance, in MiB. Default 64.
     #[serde(default = "default_memory_mib")]
@@ -158,6 +162,7 @@ impl Default for TranslatorLimits {
 /// `[[backends]]`: one upstream and the translator that speaks to it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BackendConfig {
     /// Unique name, used in logs and errors.
     pub name: String,
@@ -205,6 +210,7 @@ pub struct BackendConfig {
 /// `translator = { path, sha256 }`: a translator component of one's own.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TranslatorFile {
     /// The component (`.wasm`); a relative path is relative to the config
     /// file's directory.
@@ -218,6 +224,7 @@ pub struct TranslatorFile {
 /// `limits = { memory_limit_mib, call_timeout_ms }` on a backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BackendLimits {
     /// Linear memory cap per instance, in MiB.
     #[serde(default)]
@@ -275,6 +282,26 @@ pub(crate) struct Timeouts {
 }
 
 impl Config {
+    /// Adds a backend after those already configured (routing order).
+    pub fn with_backend(mut self, backend: BackendConfig) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Sets the key clients of the HTTP endpoints must send as
+    /// `Authorization: Bearer <key>` (the in-process calls need none).
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.server.api_key = Some(Secret::new(key));
+        self
+    }
+
+    /// Sets the sandbox limits of every translator.
+    pub fn with_translator_limits(mut self, memory_limit_mib: u32, call_timeout_ms: u64) -> Self {
+        self.translators.memory_limit_mib = memory_limit_mib;
+        self.translators.call_timeout_ms = call_timeout_ms;
+        self
+    }
+
     /// Reads and checks a TOML config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let config = Config::read_file(path)?;
@@ -507,6 +534,101 @@ impl KindDefaults {
 }
 
 impl BackendConfig {
+    /// A backend named `name` using the bundled translator `kind`
+    /// (`openai`, `openresponses`, `gcp-vertex`) and serving every model;
+    /// narrow it with [`BackendConfig::with_models`].
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        BackendConfig {
+            name: name.into(),
+            kind: kind.into(),
+            translator: None,
+            limits: None,
+            models: vec!["*".into()],
+            base_url: None,
+            auth: None,
+            headers: BTreeMap::new(),
+            model_map: BTreeMap::new(),
+            settings: toml::Table::new(),
+            connect_timeout_secs: None,
+            first_byte_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+        }
+    }
+
+    /// A backend using a translator component file instead of a bundled
+    /// kind, optionally pinned to its SHA-256 (hex).
+    pub fn with_translator_file(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        sha256: Option<&str>,
+    ) -> Self {
+        let mut backend = BackendConfig::new(name, "");
+        backend.translator = Some(TranslatorFile {
+            path: path.into(),
+            sha256: sha256.map(str::to_string),
+        });
+        backend
+    }
+
+    /// The model-name globs this backend serves.
+    pub fn with_models<S: Into<String>>(mut self, globs: impl IntoIterator<Item = S>) -> Self {
+        self.models = globs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The upstream base URL.
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// A translator setting (`value`: a string, number, bool, array or table).
+    pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<toml::Value>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sends `Authorization: Bearer <the value of environment variable var>`.
+    pub fn with_bearer_env(mut self, var: impl Into<String>) -> Self {
+        self.auth = Some(toml::Value::Table(toml::Table::from_iter([(
+            "bearer_env".to_string(),
+            toml::Value::String(var.into()),
+        )])));
+        self
+    }
+
+    /// Sends header `name` with the value of environment variable `var`.
+    pub fn with_header_env(mut self, name: impl Into<String>, var: impl Into<String>) -> Self {
+        self.auth = Some(toml::Value::Table(toml::Table::from_iter([
+            ("header".to_string(), toml::Value::String(name.into())),
+            ("env".to_string(), toml::Value::String(var.into())),
+        ])));
+        self
+    }
+
+    /// Sends no credentials.
+    pub fn with_no_auth(mut self) -> Self {
+        self.auth = Some(toml::Value::String("none".into()));
+        self
+    }
+
+    /// Uses Google Application Default Credentials.
+    pub fn with_google_auth(mut self) -> Self {
+        self.auth = Some(toml::Value::String("gcp".into()));
+        self
+    }
+
+    /// Maps a client model name to the name sent upstream.
+    pub fn with_model_alias(
+        mut self,
+        client: impl Into<String>,
+        upstream: impl Into<String>,
+    ) -> Self {
+        self.model_map.insert(client.into(), upstream.into());
+        self
+    }
+
     fn at(&self) -> String {
         format!("backend {:?}", self.name)
     }

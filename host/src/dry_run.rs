@@ -27,7 +27,9 @@ pub struct DryRunInput {
 /// A recorded upstream answer.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// Its HTTP status.
     pub status: u16,
+    /// Its body.
     pub body: Vec<u8>,
 }
 
@@ -46,19 +48,26 @@ pub struct DryRun {
 /// An upstream request as the proxy would send it.
 #[derive(Debug, Clone)]
 pub struct UpstreamCall {
+    /// The HTTP method.
     pub method: String,
+    /// The full URL: the backend's base URL and the translator's path.
     pub url: String,
+    /// Every header, credentials as [`REDACTED`].
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 /// The proxy's answer to the client.
 #[derive(Debug, Clone)]
 pub struct ClientAnswer {
+    /// The HTTP status.
     pub status: u16,
     /// `Chat Completions` or `Responses`.
     pub format: &'static str,
+    /// `application/json` or `text/event-stream`.
     pub content_type: String,
+    /// The body: JSON, or the SSE stream.
     pub body: String,
 }
 

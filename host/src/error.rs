@@ -1,7 +1,10 @@
 //! Errors, and their OpenAI-shaped rendering for clients.
 
+#[cfg(feature = "server")]
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
+#[cfg(feature = "server")]
+use http::HeaderValue;
+use http::StatusCode;
 use serde_json::{Value, json};
 
 /// Everything that can fail while serving a request.
@@ -9,6 +12,7 @@ use serde_json::{Value, json};
 /// Each variant knows its HTTP status and renders as
 /// `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The client's request is malformed (400).
     #[error("{message}")]
@@ -112,7 +116,41 @@ pub enum Error {
     Internal(String),
 }
 
+/// Whose fault an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request (or the caller's credentials): fix it and retry (4xx).
+    Client,
+    /// The upstream refused, failed, timed out or could not be reached, or
+    /// its credentials could not be obtained.
+    Upstream,
+    /// A translator trapped, hit a sandbox limit or reported a fault (502).
+    Translator,
+    /// The proxy itself: at capacity (503) or a bug (500).
+    Proxy,
+}
+
 impl Error {
+    /// Whose fault this error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidRequest { .. }
+            | Error::Unsupported { .. }
+            | Error::Unauthorized(_)
+            | Error::ModelNotFound(_)
+            | Error::Route { .. }
+            | Error::PayloadTooLarge { .. } => ErrorKind::Client,
+            Error::Upstream { .. }
+            | Error::UpstreamUnreachable { .. }
+            | Error::BadUpstream { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::Credentials(_) => ErrorKind::Upstream,
+            Error::Translator { .. } => ErrorKind::Translator,
+            Error::Overloaded(_) | Error::Internal(_) => ErrorKind::Proxy,
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -211,6 +249,7 @@ fn type_for_status(status: u16) -> &'static str {
     }
 }
 
+#[cfg(feature = "server")]
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -1,70 +1,202 @@
 //! llmproxy: an OpenAI-format LLM proxy whose backend translators run as
-//! sandboxed WebAssembly components.
+//! sandboxed WebAssembly components - as an HTTP server (the `llmproxy`
+//! binary) or inside your own program.
 //!
-//! Clients speak the Responses API (`POST /v1/responses`); requests are routed
-//! by model-name glob (first match wins) to a backend, whose translator - a
-//! Wasm component behind the `llmproxy:translator` WIT contract - maps the
-//! canonical Responses request to the upstream's wire format and the answer
-//! back. The host does HTTP, client auth, routing, credentials, timeouts and
-//! streaming; translators never see a secret.
+//! A [`Proxy`] routes each request by model name (globs, first match wins)
+//! to a backend - OpenAI or an OpenAI-compatible server, Gemini or Claude on
+//! Google Vertex AI, an OpenResponses server, or a translator component of
+//! your own - and speaks the **Responses API** to its caller, or **Chat
+//! Completions**. The mapping to each upstream's wire format runs in a
+//! sandboxed Wasm component; the host adds credentials, which translators
+//! never see.
+//!
+//! # Build a proxy
+//!
+//! From TOML (the format of `llmproxy.example.toml`), from a file
+//! ([`Proxy::from_file`]), or in code:
+//!
+//! ```
+//! # async fn demo() -> Result<(), llmproxy::ConfigError> {
+//! use llmproxy::{BackendConfig, Config, Proxy};
+//!
+//! let proxy = Proxy::from_toml(r#"
+//!     [[backends]]
+//!     name = "local"
+//!     kind = "openai"
+//!     base_url = "http://127.0.0.1:11434/v1"
+//!     auth = "none"
+//!     models = ["qwen*", "llama*"]
+//! "#).await?;
+//! assert_eq!(proxy.models()[0], ("qwen*".to_string(), "local".to_string()));
+//!
+//! let config = Config::default()
+//!     .with_backend(
+//!         BackendConfig::new("vertex", "gcp-vertex")
+//!             .with_models(["gemini-*", "claude-*"])
+//!             .with_setting("project", "my-project")
+//!             .with_setting("location", "global")
+//!             .with_google_auth(),
+//!     )
+//!     .with_backend(BackendConfig::new("openai", "openai").with_bearer_env("OPENAI_API_KEY"));
+//! # let _ = config;
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Building checks everything it can - settings, credentials, translator
+//! files - and fails with a [`ConfigError`] that says what to fix.
+//! [`Proxy::new`] takes a [`Config`].
+//!
+//! # Call it
+//!
+//! The request and answer types are [`api`]'s (serde-backed, every unknown
+//! field kept through a round trip):
+//!
+//! - [`Proxy::create_response`] and [`Proxy::stream_response`]: Responses
+//!   requests; the stream yields typed [`api::events::ResponseEvent`]s and
+//!   always ends with a terminal event.
+//! - [`Proxy::create_chat_completion`] and [`Proxy::stream_chat_completion`]:
+//!   Chat Completions.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use llmproxy::api::responses::CreateResponse;
+//! use llmproxy::{Error, ErrorKind, Proxy};
+//!
+//! let proxy = Proxy::from_toml(r#"
+//!     [[backends]]
+//!     name = "nowhere"
+//!     kind = "openresponses"
+//!     base_url = "http://127.0.0.1:9/v1"
+//!     models = ["*"]
+//! "#).await?;
+//! let request: CreateResponse = serde_json::from_value(serde_json::json!({
+//!     "model": "qwen3", "input": "Hello!"
+//! }))?;
+//! match proxy.create_response(request).await {
+//!     Ok(response) => println!("{:?}", response.output),
+//!     // Nothing listens on port 9: the upstream is unreachable.
+//!     Err(e) => {
+//!         assert!(matches!(e, Error::UpstreamUnreachable { .. }));
+//!         assert_eq!(e.kind(), ErrorKind::Upstream);
+//!         assert_eq!(e.status().as_u16(), 502);
+//!     }
+//! }
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! A `Proxy` is cheap to clone (an `Arc`) and `Send + Sync`: share it
+//! across tasks. It runs on the caller's tokio runtime and keeps no global
+//! state, so proxies with different configs can live side by side.
+//!
+//! # Serve it
+//!
+//! With the `server` feature (on by default), [`Proxy::router`] is an axum
+//! `Router` with `POST /v1/responses`, `POST /v1/chat/completions`,
+//! `GET /v1/models` and `GET /healthz`, to serve alone or to merge into an
+//! application's own router. Clients must send the key set with
+//! [`Config::with_api_key`], if any. [`ReloadableProxy`] swaps the whole
+//! configuration while serving.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = llmproxy::Config::from_toml(r#"
-//!     [[backends]]
-//!     name = "local"
-//!     kind = "openresponses"
-//!     base_url = "http://127.0.0.1:11434/v1"
-//!     models = ["*"]
-//! "#)?;
-//! let proxy = llmproxy::Proxy::new(config).await?;
+//! let proxy = llmproxy::Proxy::from_file("llmproxy.toml").await?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .nest("/llm", proxy.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, proxy.router()).await?;
+//! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Without the `server` feature the crate is the in-process API alone, and
+//! builds without axum, clap and a logger.
 
+#![warn(missing_docs)]
+
+mod calls;
 mod canonical;
 mod config;
 mod credentials;
+#[cfg(feature = "server")]
 mod dry_run;
 mod error;
 mod ids;
 mod media;
 mod proxy;
 mod routing;
+#[cfg(feature = "server")]
 mod server;
 mod signatures;
 mod translator;
 mod upstream;
 
+pub use calls::{ChatCompletionStream, ResponseStream};
 pub use config::{
     BackendConfig, Config, ConfigError, MediaConfig, Secret, ServerConfig, TranslatorLimits,
 };
+#[cfg(feature = "server")]
 pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
 };
-pub use error::Error;
+pub use error::{Error, ErrorKind};
+
+/// The wire types: Responses (canonical) and Chat Completions requests,
+/// responses and stream events (the `llmproxy-api` crate).
+pub use llmproxy_api as api;
 pub use proxy::Proxy;
 pub use translator::CONTRACT_VERSION;
 
+#[cfg(feature = "server")]
 impl Proxy {
     /// The axum router serving this proxy's endpoints.
     pub fn router(&self) -> axum::Router {
         server::router(server::Live::new(self.clone()))
+    }
+}
+
+impl Proxy {
+    /// Builds a proxy from a TOML config (see [`Config::from_toml`]).
+    pub async fn from_toml(text: &str) -> Result<Proxy, ConfigError> {
+        Proxy::new(Config::from_toml(text)?).await
+    }
+
+    /// Builds a proxy from a TOML config file (see [`Config::from_file`]).
+    pub async fn from_file(path: impl AsRef<std::path::Path>) -> Result<Proxy, ConfigError> {
+        Proxy::new(Config::from_file(path.as_ref())?).await
     }
 
     /// The kinds of the translators built into this binary.
     pub fn bundled_kinds() -> Vec<&'static str> {
         translator::bundled_kinds().collect()
     }
+
+    /// The model names and globs this proxy serves, in routing order, each
+    /// with the name of its backend (what `GET /v1/models` lists).
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for backend in &self.inner.backends {
+            for model in &backend.models {
+                if seen.insert(model.as_str()) {
+                    out.push((model.clone(), backend.name.clone()));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A proxy whose configuration can be replaced while it serves (what
 /// SIGHUP does to the `llmproxy` binary).
+#[cfg(feature = "server")]
 #[derive(Debug, Clone)]
 pub struct ReloadableProxy(server::Live);
 
+#[cfg(feature = "server")]
 impl ReloadableProxy {
+    /// Serves `proxy` until the first [`ReloadableProxy::reload`].
     pub fn new(proxy: Proxy) -> Self {
         ReloadableProxy(server::Live::new(proxy))
     }

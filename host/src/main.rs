@@ -219,25 +219,11 @@ fn single_backend(
         (None, true) => Some(toml::Value::String("none".into())),
         (None, false) => None,
     };
-    let config = Config {
-        backends: vec![BackendConfig {
-            name: kind.to_string(),
-            kind: kind.to_string(),
-            translator: None,
-            limits: None,
-            models: cli.models.clone(),
-            base_url: cli.base_url.clone(),
-            auth,
-            headers: Default::default(),
-            model_map: Default::default(),
-            settings,
-            connect_timeout_secs: None,
-            first_byte_timeout_secs: None,
-            idle_timeout_secs: None,
-            total_timeout_secs: None,
-        }],
-        ..Config::default()
-    };
+    let mut backend = BackendConfig::new(kind, kind).with_models(cli.models.clone());
+    backend.base_url = cli.base_url.clone();
+    backend.auth = auth;
+    backend.settings = settings;
+    let config = Config::default().with_backend(backend);
     if check {
         config.check()?;
     }

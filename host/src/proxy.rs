@@ -28,6 +28,8 @@ pub struct Proxy {
 }
 
 #[derive(Debug)]
+// The HTTP side reads the server settings.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) struct Inner {
     pub backends: Vec<Arc<Backend>>,
     pub routes: Routes,

@@ -2,6 +2,7 @@
 //! Responses request, runs like any other, and its canonical output is
 //! rendered back as a `chat.completion` or as `chat.completion.chunk`s.
 
+use crate::calls::failed_as_error;
 use crate::canonical::{parse_body, require_model};
 use crate::error::Error;
 use crate::proxy::{Outcome, Proxy};
@@ -11,10 +12,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use llmproxy_api::chat::ChatRequest;
-use llmproxy_api::chat_request::chat_to_responses;
 use llmproxy_api::chat_response::response_to_chat;
 use llmproxy_api::chat_stream::{ChatFrame, ChunkRenderer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `POST /v1/chat/completions`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
@@ -32,37 +32,9 @@ async fn run(proxy: &Proxy, request: Request) -> Result<Response, Error> {
     let chat = parse(&body)?;
     let model = chat.model.clone().unwrap_or_default();
     let include_usage = chat.include_usage();
-    let canonical = chat_to_responses(&chat).map_err(|e| {
-        let (message, param) = (e.message, e.param);
-        if e.unsupported {
-            Error::Unsupported {
-                message,
-                param,
-                code: None,
-            }
-        } else {
-            Error::InvalidRequest {
-                message,
-                param,
-                code: None,
-            }
-        }
-    })?;
-    let mut canonical = canonical;
-    if let Some(llmproxy_api::responses::Input::Items(items)) = &mut canonical.input {
-        // Thought signatures of earlier answers, which Chat clients cannot
-        // send back themselves.
-        proxy.inner.signatures.restore(items);
-    }
-    let canonical = serde_json::to_vec(&canonical)
-        .map_err(|e| Error::Internal(format!("cannot serialize the canonical request: {e}")))?;
-    // Translators get the client's own request too: its Chat-only
-    // parameters have no canonical field, and a Chat backend sends it on.
-    let mut extras = String::with_capacity(body.len() + 10);
-    extras.push_str("{\"chat\":");
-    extras.push_str(std::str::from_utf8(&body).unwrap_or("{}"));
-    extras.push('}');
-    match proxy.execute(Bytes::from(canonical), &extras).await? {
+    // The client's own bytes go to the translator: a Chat backend sends
+    // them on as they are.
+    match proxy.execute_chat(&chat, &body).await? {
         Outcome::Complete {
             response,
             upstream_id,
@@ -92,34 +64,6 @@ fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
     )?;
     require_model(chat.model.as_deref())?;
     Ok(chat)
-}
-
-/// A failed canonical response is an HTTP error for a Chat client.
-fn failed_as_error(response: &Map<String, Value>) -> Result<(), Error> {
-    if response.get("status").and_then(Value::as_str) != Some("failed") {
-        return Ok(());
-    }
-    let error = response.get("error");
-    let field = |k: &str| {
-        error
-            .and_then(|e| e.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let code = field("code");
-    let status = match code.as_deref() {
-        Some("rate_limit_exceeded" | "insufficient_quota") => 429,
-        Some("context_length_exceeded" | "invalid_prompt" | "invalid_request_error") => 400,
-        _ => 502,
-    };
-    Err(Error::Upstream {
-        status,
-        message: field("message").unwrap_or_else(|| "The response failed.".into()),
-        error_type: None,
-        code,
-        param: None,
-        retry_after: None,
-    })
 }
 
 /// Renders canonical events as Chat chunks: `data: <chunk>` frames, then

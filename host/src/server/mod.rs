@@ -177,19 +177,17 @@ where
 
 /// `GET /v1/models`: the configured model names and globs, in routing order.
 async fn models(State(proxy): State<Proxy>) -> impl IntoResponse {
-    let mut seen = std::collections::HashSet::new();
-    let mut data = Vec::new();
-    for backend in &proxy.inner.backends {
-        for model in &backend.models {
-            if seen.insert(model.as_str()) {
-                data.push(json!({
-                    "id": model,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": backend.name,
-                }));
-            }
-        }
-    }
+    let data: Vec<_> = proxy
+        .models()
+        .into_iter()
+        .map(|(model, backend)| {
+            json!({
+                "id": model,
+                "object": "model",
+                "created": 0,
+                "owned_by": backend,
+            })
+        })
+        .collect();
     axum::Json(json!({"object": "list", "data": data}))
 }

@@ -13,17 +13,10 @@ use std::sync::{Arc, Mutex};
 /// An example translator's component, built by `.ci/run` into the shared
 /// target directory; `None` (test skipped) outside CI when not built.
 fn example(file: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("LLMPROXY_TEST_EXAMPLES_DIR")).join(file);
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must build {} first (see .ci/run)",
-        path.display()
-    );
-    eprintln!("skipped: build the examples as .ci/run does to enable");
-    None
+    built(
+        PathBuf::from(env!("LLMPROXY_TEST_EXAMPLES_DIR")).join(file),
+        "see .ci/run or `just examples`",
+    )
 }
 
 fn key_file(name: &str) -> PathBuf {

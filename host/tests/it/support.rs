@@ -775,3 +775,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `path` when it was built; `None` (test skipped) outside CI, where
+/// `how` says how to build it. CI (`CI` set) must have built it.
+pub fn built(path: std::path::PathBuf, how: &str) -> Option<std::path::PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must build {} first ({how})",
+        path.display()
+    );
+    eprintln!("skipped: {} is not built ({how})", path.display());
+    None
+}
