@@ -22,7 +22,15 @@ lint:
     cargo clippy --workspace --all-targets --features llmproxy/internals -- -D warnings
 
 # Benchmarks printing tables: startup, and translator cost in vs out of the sandbox.
-bench:
+# llmproxy beside the mock called directly, a plain relay and LiteLLM
+# (installed into target/bench on first use; `just bench --no-litellm` skips
+# it): prints the tables and writes BENCHMARKS.md. `--quick` for a short run.
+bench *args="":
+    cargo build --release --locked -p llmproxy -p llmproxy-bench
+    target/release/llmproxy-bench run {{args}}
+
+# Micro-benchmarks: startup, and translator cost in vs out of the sandbox.
+bench-micro:
     cargo bench -p llmproxy --features internals --bench startup --bench translator
 
 # Build the example translators (examples/) the way .ci/run does.

@@ -106,6 +106,11 @@
 //!     .route("/", axum::routing::get(|| async { "my app" }))
 //!     .nest("/llm", proxy.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Streamed answers are many small writes: set TCP_NODELAY, or each
+//! // waits for the client's delayed ACK.
+//! let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+//!     let _ = tcp.set_nodelay(true);
+//! });
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```

@@ -458,6 +458,11 @@ struct StreamState {
     parser: SseParser,
     translator: StreamInstance,
     guard: StreamGuard,
+    /// Upstream events read but not yet translated: one read can bring many,
+    /// and each is passed on as soon as it is translated.
+    upstream: VecDeque<SseEvent>,
+    /// The upstream body has ended (its last events may still be queued).
+    upstream_ended: bool,
     pending: VecDeque<Value>,
     deadline: Instant,
     done: bool,
@@ -469,18 +474,6 @@ impl StreamState {
         tracing::warn!(backend = %self.backend.name, "stream failed: {err}");
         self.pending.extend(self.guard.fail(&err));
         self.done = true;
-    }
-
-    async fn push_events(&mut self, events: Vec<SseEvent>) {
-        for sse in events {
-            match self.translator.push(&sse.event, &sse.data).await {
-                Ok(out) => self.accept(out),
-                Err(e) => return self.fail(e),
-            }
-            if self.done {
-                return;
-            }
-        }
     }
 
     fn accept(&mut self, events: Vec<String>) {
@@ -518,17 +511,41 @@ impl StreamState {
     }
 
     /// Reads the next piece of the upstream body and maps it.
+    /// Translates one queued upstream event, or reads more of the upstream
+    /// body, or - at its end - finishes the stream.
     async fn step(&mut self) {
+        if let Some(sse) = self.upstream.pop_front() {
+            match self.translator.push(&sse.event, &sse.data).await {
+                Ok(out) => self.accept(out),
+                Err(e) => self.fail(e),
+            }
+            return;
+        }
+        if self.upstream_ended {
+            match self.translator.finish().await {
+                Ok(out) => self.accept(out),
+                Err(e) => return self.fail(e),
+            }
+            if !self.done {
+                let name = self.backend.name.clone();
+                self.pending.extend(self.guard.end(&name));
+                self.done = true;
+            }
+            return;
+        }
         let idle = self.backend.upstream.timeouts.idle;
         let wait = idle.min(self.deadline.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(wait, self.body.next()).await {
-            Err(_) => self.fail(Error::UpstreamTimeout {
-                backend: self.backend.name.clone(),
-                detail: format!(
-                    "the event stream was silent for {:.1}s (idle_timeout_secs / total_timeout_secs)",
-                    wait.as_secs_f64()
-                ),
-            }),
+        let mut events = Vec::new();
+        let parsed = match tokio::time::timeout(wait, self.body.next()).await {
+            Err(_) => {
+                return self.fail(Error::UpstreamTimeout {
+                    backend: self.backend.name.clone(),
+                    detail: format!(
+                        "the event stream was silent for {:.1}s (idle_timeout_secs / total_timeout_secs)",
+                        wait.as_secs_f64()
+                    ),
+                });
+            }
             Ok(Some(Err(e))) => {
                 let err = match self.backend.upstream.transport_error(&e) {
                     Error::UpstreamUnreachable { backend, detail } => Error::BadUpstream {
@@ -537,39 +554,21 @@ impl StreamState {
                     },
                     other => other,
                 };
-                self.fail(err)
+                return self.fail(err);
             }
-            Ok(Some(Ok(chunk))) => {
-                let mut events = Vec::new();
-                if let Err(detail) = self.parser.feed(&chunk, &mut events) {
-                    return self.fail(Error::BadUpstream {
-                        backend: self.backend.name.clone(),
-                        detail,
-                    });
-                }
-                self.push_events(events).await;
-            }
+            Ok(Some(Ok(chunk))) => self.parser.feed(&chunk, &mut events),
             Ok(None) => {
-                let mut events = Vec::new();
-                if let Err(detail) = self.parser.finish(&mut events) {
-                    return self.fail(Error::BadUpstream {
-                        backend: self.backend.name.clone(),
-                        detail,
-                    });
-                }
-                self.push_events(events).await;
-                if self.done {
-                    return;
-                }
-                match self.translator.finish().await {
-                    Ok(out) => self.accept(out),
-                    Err(e) => return self.fail(e),
-                }
-                let name = self.backend.name.clone();
-                self.pending.extend(self.guard.end(&name));
-                self.done = true;
+                self.upstream_ended = true;
+                self.parser.finish(&mut events)
             }
+        };
+        if let Err(detail) = parsed {
+            return self.fail(Error::BadUpstream {
+                backend: self.backend.name.clone(),
+                detail,
+            });
         }
+        self.upstream.extend(events);
     }
 }
 
@@ -590,6 +589,8 @@ fn canonical_stream(
         parser: SseParser::default(),
         translator,
         guard,
+        upstream: VecDeque::new(),
+        upstream_ended: false,
         pending: VecDeque::new(),
         deadline,
         done: false,
