@@ -29,9 +29,10 @@ bench *args="":
     cargo build --release --locked -p llmproxy -p llmproxy-bench
     target/release/llmproxy-bench run {{args}}
 
-# Micro-benchmarks: startup, and translator cost in vs out of the sandbox.
+# Micro-benchmarks: startup; translator cost in vs out of the sandbox; and
+# (criterion) routing, conversions, every bundled translator native vs Wasm.
 bench-micro:
-    cargo bench -p llmproxy --features internals --bench startup --bench translator
+    cargo bench -p llmproxy --features internals --bench startup --bench translator --bench micro
 
 # Build the example translators (examples/) the way .ci/run does.
 examples:

@@ -244,6 +244,24 @@ pub mod internals {
 
     pub use crate::translator::Context as TranslatorContext;
 
+    /// Model routing by glob, first matching backend wins.
+    #[derive(Debug)]
+    pub struct Router(crate::routing::Routes);
+
+    impl Router {
+        /// Routes for backends serving these globs, in order.
+        pub fn new(backends: &[Vec<String>]) -> Result<Router, String> {
+            crate::routing::Routes::new(backends.iter().map(Vec::as_slice))
+                .map(Router)
+                .map_err(|e| e.to_string())
+        }
+
+        /// The index of the backend serving `model`.
+        pub fn route(&self, model: &str) -> Option<usize> {
+            self.0.route(model)
+        }
+    }
+
     /// An engine with one bundled translator loaded.
     #[derive(Debug)]
     pub struct Sandbox {
@@ -283,6 +301,32 @@ pub mod internals {
                 body: response.to_vec(),
             };
             instance.response(ctx, "", &answer).await
+        }
+
+        /// A fresh instance maps `request`, then an upstream stream of
+        /// `events` (`(event name, data)`, status 200) to its end; returns
+        /// how many canonical events came out.
+        pub async fn stream_round_trip(
+            &self,
+            ctx: &Context,
+            request: &[u8],
+            events: &[(String, String)],
+        ) -> Result<usize, crate::Error> {
+            let mut instance = self.translator.instantiate().await?;
+            let state = match instance.request(ctx, request).await? {
+                crate::translator::Requested::Ready(r) => r.state,
+                crate::translator::Requested::NeedsMedia(_) => {
+                    return Err(crate::Error::Internal(
+                        "the translator asked for media".into(),
+                    ));
+                }
+            };
+            let mut stream = instance.into_stream(ctx, &state, 200, &[]).await?;
+            let mut count = 0;
+            for (event, data) in events {
+                count += stream.push(event, data).await?.len();
+            }
+            Ok(count + stream.finish().await?.len())
         }
 
         /// Instantiates and drops a fresh instance.
