@@ -15,6 +15,17 @@ pub struct Turn {
     pub calls: Vec<(usize, String)>,
 }
 
+impl Turn {
+    /// The turn as a provider message: `{"role": ..., <parts_key>: [...]}`,
+    /// moving the parts rather than copying them.
+    pub fn into_message(self, parts_key: &str) -> Value {
+        let mut message = serde_json::Map::with_capacity(2);
+        message.insert("role".into(), Value::from(self.role));
+        message.insert(parts_key.into(), Value::Array(self.parts));
+        Value::Object(message)
+    }
+}
+
 /// The turns of a conversation, built item by item.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Turns(pub Vec<Turn>);

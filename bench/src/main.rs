@@ -7,7 +7,12 @@
 //! llmproxy-bench run [--quick] [--no-litellm] [--out FILE]
 //! llmproxy-bench mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N]
 //! llmproxy-bench relay --port P --upstream HOST:PORT
+//! llmproxy-bench load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C]
 //! ```
+//!
+//! `load` drives one server with Chat requests, for profiling it (e.g. under
+//! `perf record -p`): open loop at `--rate` (prints percentiles) or closed
+//! loop with `--concurrency` clients (prints requests per second).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,6 +84,34 @@ fn main() {
                 .expect("bind");
             relay::serve(listener, upstream).await;
         }),
+        Some("load") => runtime.block_on(async {
+            let url: String = arg(&args, "--url").expect("--url URL");
+            let model: String = arg(&args, "--model").unwrap_or_else(|| "gpt-4o".into());
+            let kib: usize = arg(&args, "--kib").unwrap_or(1);
+            let secs: u32 = arg(&args, "--secs").unwrap_or(10);
+            let target = load::Target {
+                url,
+                body: report::chat_body(&model, kib, args.iter().any(|a| a == "--tools"), false),
+                headers: Vec::new(),
+            };
+            let client = load::client();
+            if let Some(rate) = arg::<u32>(&args, "--rate") {
+                let run = load::fixed_rate(&client, &target, rate, secs).await;
+                println!(
+                    "{rate} RPS: p50 {:?} p90 {:?} p99 {:?}, {} errors {:?}",
+                    run.percentile(0.5),
+                    run.percentile(0.9),
+                    run.percentile(0.99),
+                    run.errors,
+                    run.first_error
+                );
+            } else {
+                let concurrency = arg(&args, "--concurrency").unwrap_or(32);
+                let (rps, errors) =
+                    load::max_rps(&client, &target, concurrency, u64::from(secs)).await;
+                println!("{rps:.0} requests/s, {errors} errors");
+            }
+        }),
         Some("run") => runtime.block_on(report::run(report::Options {
             quick: args.iter().any(|a| a == "--quick"),
             litellm: !args.iter().any(|a| a == "--no-litellm"),
@@ -86,7 +119,7 @@ fn main() {
         })),
         _ => {
             eprintln!(
-                "usage: llmproxy-bench run [--quick] [--no-litellm] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT"
+                "usage: llmproxy-bench run [--quick] [--no-litellm] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT | load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C]"
             );
             std::process::exit(2);
         }

@@ -198,13 +198,29 @@ impl From<api::ConvertError> for Error {
     }
 }
 
-/// The context's extras (the original Chat request of a Chat client).
+/// The context's extras: the parameters of a Chat client's original request.
+///
+/// Its conversation and tools (`messages`, `tools`, `functions`) are left out:
+/// the canonical request already carries them, and parsing the client's
+/// whole request a second time would double a translator's work on every
+/// call. `ctx.extras` keeps the complete Chat request as JSON text
+/// (`{"chat": {...}}`) for a translator that wants it verbatim.
 pub fn extras(ctx: &Context) -> Result<api::Extras, Error> {
+    let invalid =
+        |e: serde_json::Error| Error::invalid(format!("the Chat request is not valid: {e}"), None);
     if ctx.extras.is_empty() || ctx.extras == "{}" {
         return Ok(api::Extras::default());
     }
-    serde_json::from_str(&ctx.extras)
-        .map_err(|e| Error::invalid(format!("the Chat request is not valid: {e}"), None))
+    let outer = json::RawObject::parse(ctx.extras.as_bytes()).map_err(invalid)?;
+    let Some(raw) = outer.get("chat").filter(|raw| raw.get() != "null") else {
+        return Ok(api::Extras::default());
+    };
+    let mut chat = json::RawObject::parse(raw.get().as_bytes()).map_err(invalid)?;
+    for conversation in ["messages", "tools", "functions"] {
+        chat.remove(conversation);
+    }
+    let chat = serde_json::from_slice(&chat.to_vec()).map_err(invalid)?;
+    Ok(api::Extras { chat: Some(chat) })
 }
 
 /// Refuses a Chat client's request that uses Chat-only parameters this
@@ -351,4 +367,44 @@ macro_rules! export_translator {
     $crate::bindings::__export_component!(Component with_types_in $crate::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(extras: &str) -> Context {
+        Context {
+            backend: "b".into(),
+            model: "m".into(),
+            upstream_model: "m".into(),
+            streaming: false,
+            settings: "{}".into(),
+            extras: extras.into(),
+            media: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn extras_keep_the_chat_parameters_and_skip_the_conversation() {
+        let extras = extras(&ctx(
+            r#"{"chat":{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"functions":[{"name":"g"}],"stop":["END"],"seed":7,"n":2,"x_vendor":1}}"#,
+        ))
+        .unwrap();
+        let chat = extras.chat.unwrap();
+        assert_eq!(chat.stop_sequences(), ["END"]);
+        assert_eq!((chat.seed, chat.n), (Some(7), Some(2)));
+        assert_eq!(chat.chat_only_params(), ["n", "stop", "seed"]);
+        assert!(chat.messages.is_none() && chat.tools.is_none() && chat.functions.is_none());
+        assert_eq!(chat.extra.get("x_vendor"), Some(&serde_json::json!(1)));
+    }
+
+    #[test]
+    fn extras_without_a_chat_request() {
+        for empty in ["", "{}", r#"{"chat":null}"#] {
+            assert!(extras(&ctx(empty)).unwrap().chat.is_none(), "{empty}");
+        }
+        let bad = extras(&ctx(r#"{"chat":{"seed":"seven"}}"#)).unwrap_err();
+        assert!(matches!(bad, Error::InvalidRequest(_)), "{bad:?}");
+    }
 }

@@ -326,11 +326,9 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Built, ConvertError> {
             Item::FunctionCall(c) => {
                 let input = c.arguments_object("Claude", &at)?;
                 let id = tool_id(&c.call_id);
-                turns.push(
-                    "assistant",
-                    json!({"type": "tool_use", "id": id, "name": c.name, "input": input}),
-                    Some(id.clone()),
-                );
+                let mut block = json!({"type": "tool_use", "id": id, "name": c.name});
+                block["input"] = input;
+                turns.push("assistant", block, Some(id.clone()));
             }
             Item::FunctionCallOutput(o) => {
                 let id = tool_id(&o.call_id);
@@ -401,7 +399,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Built, ConvertError> {
     let mut messages: Vec<Value> = turns
         .0
         .into_iter()
-        .map(|t| json!({"role": t.role, "content": t.parts}))
+        .map(|t| t.into_message("content"))
         .collect();
     if caching {
         mark_recent_user_turns(&mut messages);

@@ -164,7 +164,8 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
             }
             Item::FunctionCall(c) => {
                 let args = c.arguments_object("Gemini", &at)?;
-                let mut part = json!({"functionCall": {"name": c.name, "args": args}});
+                let mut part = json!({"functionCall": {"name": c.name}});
+                part["functionCall"]["args"] = args;
                 if let Some(sig) = call_sigs.remove(&c.call_id) {
                     part["thoughtSignature"] = json!(sig);
                 }
@@ -185,11 +186,9 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
                     Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
                     _ => Value::String(text),
                 };
-                turns.push(
-                    "user",
-                    json!({"functionResponse": {"name": name, "response": {"output": output}}}),
-                    Some(o.call_id.clone()),
-                );
+                let mut part = json!({"functionResponse": {"name": name, "response": {}}});
+                part["functionResponse"]["response"]["output"] = output;
+                turns.push("user", part, Some(o.call_id.clone()));
             }
             Item::ItemReference(_) | Item::Other(_) => return Err(item.unsupported("Gemini", &at)),
         }
@@ -218,7 +217,7 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Value, ConvertError> {
             turns
                 .0
                 .into_iter()
-                .map(|t| json!({"role": t.role, "parts": t.parts}))
+                .map(|t| t.into_message("parts"))
                 .collect(),
         ),
     );
