@@ -1,6 +1,7 @@
 //! In-process calls: the proxy's two endpoints as typed Rust methods, and the
 //! Chat Completions path the HTTP endpoint shares with them.
 
+use crate::access::AccessLog;
 use crate::error::Error;
 use crate::proxy::{Outcome, Proxy};
 use bytes::Bytes;
@@ -33,7 +34,12 @@ impl Proxy {
     /// bad request, an unknown model, an upstream error status) are `Err`.
     pub async fn create_response(&self, mut request: CreateResponse) -> Result<Response, Error> {
         request.stream = Some(false);
-        match self.execute(to_bytes(&request)?, "{}").await? {
+        let mut log = AccessLog::start("responses", None);
+        match self
+            .execute(to_bytes(&request)?, "{}", &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
             Outcome::Complete { response, .. } => typed(Value::Object(response)),
             Outcome::Stream { mut events, .. } => {
                 // Not expected without streaming; take the terminal event.
@@ -58,7 +64,12 @@ impl Proxy {
         mut request: CreateResponse,
     ) -> Result<ResponseStream, Error> {
         request.stream = Some(true);
-        let events = match self.execute(to_bytes(&request)?, "{}").await? {
+        let mut log = AccessLog::start("responses", None);
+        let events = match self
+            .execute(to_bytes(&request)?, "{}", &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
             Outcome::Stream { events, .. } => events,
             Outcome::Complete { .. } => return Err(not_streamed()),
         };
@@ -79,7 +90,12 @@ impl Proxy {
         request.stream_options = None;
         let raw = to_bytes(&request)?;
         let model = request.model.clone().unwrap_or_default();
-        match self.execute_chat(&request, &raw).await? {
+        let mut log = AccessLog::start("chat", None);
+        match self
+            .execute_chat(&request, &raw, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
             Outcome::Complete { response, .. } => {
                 failed_as_error(&response)?;
                 typed(response_to_chat(&response, &model))
@@ -101,7 +117,12 @@ impl Proxy {
         let raw = to_bytes(&request)?;
         let model = request.model.clone().unwrap_or_default();
         let mut renderer = ChunkRenderer::new(&model, request.include_usage());
-        let events = match self.execute_chat(&request, &raw).await? {
+        let mut log = AccessLog::start("chat", None);
+        let events = match self
+            .execute_chat(&request, &raw, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
             Outcome::Stream { events, .. } => events,
             Outcome::Complete { .. } => return Err(not_streamed()),
         };
@@ -124,6 +145,7 @@ impl Proxy {
         &self,
         chat: &ChatRequest,
         raw: &[u8],
+        log: &mut AccessLog,
     ) -> Result<Outcome, Error> {
         crate::canonical::require_model(chat.model.as_deref())?;
         let mut canonical = chat_to_responses(chat).map_err(|e| {
@@ -152,7 +174,7 @@ impl Proxy {
         extras.push_str("{\"chat\":");
         extras.push_str(std::str::from_utf8(raw).unwrap_or("{}"));
         extras.push('}');
-        self.execute(canonical, &extras).await
+        self.execute(canonical, &extras, log).await
     }
 }
 

@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RequestHead {
     pub model: Option<String>,
-    pub stream: Option<bool>,
+    stream: Option<Box<RawValue>>,
+    input: Option<Box<RawValue>>,
     instructions: Option<Box<RawValue>>,
     previous_response_id: Option<Box<RawValue>>,
     tools: Option<Box<RawValue>>,
@@ -48,9 +49,105 @@ pub(crate) struct RequestHead {
 impl RequestHead {
     /// Parses the head of a Responses request, with client-facing errors.
     pub(crate) fn parse(body: &[u8]) -> Result<RequestHead, Error> {
-        let head: RequestHead = parse_body(body, r#"{"model":"...","input":"Hello"}"#)?;
+        let mut head: RequestHead = parse_body(body, r#"{"model":"...","input":"Hello"}"#)?;
         require_model(head.model.as_deref())?;
+        if head.input.is_none() {
+            return Err(Error::InvalidRequest {
+                message: "The request has no `input`: give the text or the items to respond to, e.g. \"input\":\"Hello\".".into(),
+                param: Some("input".into()),
+                code: Some("missing_required_parameter".into()),
+            });
+        }
+        head.check_types()?;
+        // Only its type matters from here on.
+        head.input = None;
         Ok(head)
+    }
+
+    /// Whether the client asked for a stream.
+    pub(crate) fn streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.get() == "true")
+    }
+
+    /// A 400 naming the field when a parameter has the wrong JSON type
+    /// (`null` is always accepted), before anything is sent upstream.
+    fn check_types(&self) -> Result<(), Error> {
+        use JsonType::*;
+        let fields: [(&str, &Option<Box<RawValue>>, &[JsonType]); 20] = [
+            ("input", &self.input, &[Str, Array]),
+            ("stream", &self.stream, &[Bool]),
+            ("instructions", &self.instructions, &[Str, Array]),
+            ("previous_response_id", &self.previous_response_id, &[Str]),
+            ("tools", &self.tools, &[Array]),
+            ("tool_choice", &self.tool_choice, &[Str, Object]),
+            ("truncation", &self.truncation, &[Str]),
+            ("parallel_tool_calls", &self.parallel_tool_calls, &[Bool]),
+            ("text", &self.text, &[Object]),
+            ("top_p", &self.top_p, &[Number]),
+            ("presence_penalty", &self.presence_penalty, &[Number]),
+            ("frequency_penalty", &self.frequency_penalty, &[Number]),
+            ("top_logprobs", &self.top_logprobs, &[Number]),
+            ("temperature", &self.temperature, &[Number]),
+            ("reasoning", &self.reasoning, &[Object]),
+            ("max_output_tokens", &self.max_output_tokens, &[Number]),
+            ("max_tool_calls", &self.max_tool_calls, &[Number]),
+            ("background", &self.background, &[Bool]),
+            ("service_tier", &self.service_tier, &[Str]),
+            ("metadata", &self.metadata, &[Object]),
+        ];
+        for (name, value, allowed) in fields {
+            let Some(value) = value else { continue };
+            let found = JsonType::of(value.get());
+            if found == Null || allowed.contains(&found) {
+                continue;
+            }
+            let allowed: Vec<&str> = allowed.iter().map(|t| t.name()).collect();
+            return Err(Error::InvalidRequest {
+                message: format!(
+                    "`{name}` must be {}, not {}.",
+                    allowed.join(" or "),
+                    found.name()
+                ),
+                param: Some(name.into()),
+                code: Some("invalid_type".into()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The type of a JSON value, from its first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonType {
+    Null,
+    Bool,
+    Number,
+    Str,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    fn of(raw: &str) -> JsonType {
+        match raw.trim_start().as_bytes().first() {
+            Some(b'"') => JsonType::Str,
+            Some(b'[') => JsonType::Array,
+            Some(b'{') => JsonType::Object,
+            Some(b't' | b'f') => JsonType::Bool,
+            Some(b'n') => JsonType::Null,
+            _ => JsonType::Number,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JsonType::Null => "null",
+            JsonType::Bool => "a boolean",
+            JsonType::Number => "a number",
+            JsonType::Str => "a string",
+            JsonType::Array => "an array",
+            JsonType::Object => "an object",
+        }
     }
 }
 
@@ -68,11 +165,26 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
             code: Some("invalid_json".into()),
         });
     }
-    serde_json::from_slice(body).map_err(|e| Error::InvalidRequest {
-        message: format!("The request body is not valid JSON for this endpoint: {e}."),
+    let invalid = |e: serde_json::Error| Error::InvalidRequest {
+        message: format!("The request body is not valid JSON: {e}."),
         param: None,
         code: Some("invalid_json".into()),
-    })
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            return invalid(inner);
+        }
+        Error::InvalidRequest {
+            message: format!("`{path}` is not valid here: {inner}."),
+            param: Some(path),
+            code: Some("invalid_type".into()),
+        }
+    })?;
+    de.end().map_err(invalid)?;
+    Ok(parsed)
 }
 
 /// A 400 unless `model` names a model.

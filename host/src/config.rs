@@ -101,6 +101,15 @@ pub struct ServerConfig {
     /// from the file: the binary takes it from `LLMPROXY_API_KEY`.
     #[serde(skip)]
     pub api_key: Option<Secret>,
+    /// Seconds the binary lets in-flight requests run after SIGTERM or
+    /// SIGINT; streams still running then end with an error event.
+    /// Default 30.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: f64,
+}
+
+fn default_shutdown_timeout_secs() -> f64 {
+    30.0
 }
 
 fn default_listen() -> SocketAddr {
@@ -117,6 +126,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_mib: default_max_body_mib(),
             api_key: None,
+            shutdown_timeout_secs: default_shutdown_timeout_secs(),
         }
     }
 }
@@ -205,6 +215,14 @@ pub struct BackendConfig {
     pub idle_timeout_secs: Option<f64>,
     /// Seconds for the whole exchange. Default 3600.
     pub total_timeout_secs: Option<f64>,
+    /// How many times to send a request again when the upstream failed
+    /// before answering anything: the connection failed, or it answered
+    /// 408, 409, 429 or 5xx. Default 0 (off). A streamed answer that has
+    /// begun is never retried.
+    pub retries: Option<u32>,
+    /// Seconds before the first retry, doubling for each further one
+    /// (a `Retry-After` from the upstream wins). Default 0.5.
+    pub retry_backoff_secs: Option<f64>,
 }
 
 /// `translator = { path, sha256 }`: a translator component of one's own.
@@ -279,6 +297,10 @@ pub(crate) struct Timeouts {
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Duration,
+    /// Extra attempts for failures before the upstream answered.
+    pub retries: u32,
+    /// Wait before the first retry (doubling).
+    pub backoff: Duration,
 }
 
 impl Config {
@@ -359,6 +381,12 @@ impl Config {
         }
         if self.server.max_body_mib == 0 {
             return Err(ConfigError::new("server.max_body_mib must be at least 1"));
+        }
+        let grace = self.server.shutdown_timeout_secs;
+        if !(grace >= 0.0 && grace < 1e6) {
+            return Err(ConfigError::new(format!(
+                "server.shutdown_timeout_secs = {grace} must be a number of seconds, 0 or more"
+            )));
         }
         if self.media.max_mib == 0 || self.media.max_mib > 1024 {
             return Err(ConfigError::new("media.max_mib must be between 1 and 1024"));
@@ -451,6 +479,7 @@ impl Config {
                 ("first_byte_timeout_secs", backend.first_byte_timeout_secs),
                 ("idle_timeout_secs", backend.idle_timeout_secs),
                 ("total_timeout_secs", backend.total_timeout_secs),
+                ("retry_backoff_secs", backend.retry_backoff_secs),
             ] {
                 if let Some(v) = value
                     && !(v > 0.0 && v.is_finite() && v < 1e9)
@@ -459,6 +488,13 @@ impl Config {
                         "{at}: {key} = {v} must be a positive number of seconds"
                     )));
                 }
+            }
+            if let Some(r) = backend.retries
+                && r > 10
+            {
+                return Err(ConfigError::new(format!(
+                    "{at}: retries = {r} is too many; at most 10"
+                )));
             }
             backend.resolve_auth()?;
         }
@@ -553,6 +589,8 @@ impl BackendConfig {
             first_byte_timeout_secs: None,
             idle_timeout_secs: None,
             total_timeout_secs: None,
+            retries: None,
+            retry_backoff_secs: None,
         }
     }
 
@@ -680,6 +718,8 @@ impl BackendConfig {
             first_byte: secs(self.first_byte_timeout_secs, 600.0),
             idle: secs(self.idle_timeout_secs, 300.0),
             total: secs(self.total_timeout_secs, 3600.0),
+            retries: self.retries.unwrap_or(0),
+            backoff: secs(self.retry_backoff_secs, 0.5),
         }
     }
 

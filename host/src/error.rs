@@ -111,6 +111,12 @@ pub enum Error {
     /// The proxy is at capacity (503).
     #[error("{0}")]
     Overloaded(String),
+    /// The proxy is shutting down and cut the request off at its deadline
+    /// (503).
+    #[error(
+        "llmproxy is shutting down and ended this request at its shutdown deadline (server.shutdown_timeout_secs); send it again"
+    )]
+    ShuttingDown,
     /// A bug or an environment problem in the proxy itself (500).
     #[error("{0}")]
     Internal(String),
@@ -147,7 +153,7 @@ impl Error {
             | Error::UpstreamTimeout { .. }
             | Error::Credentials(_) => ErrorKind::Upstream,
             Error::Translator { .. } => ErrorKind::Translator,
-            Error::Overloaded(_) | Error::Internal(_) => ErrorKind::Proxy,
+            Error::Overloaded(_) | Error::ShuttingDown | Error::Internal(_) => ErrorKind::Proxy,
         }
     }
 
@@ -167,7 +173,7 @@ impl Error {
             | Error::Credentials(_)
             | Error::Translator { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,6 +208,7 @@ impl Error {
             Error::Translator { .. } => Some("translator_error"),
             Error::Credentials(_) => Some("upstream_credentials_error"),
             Error::Overloaded(_) => Some("overloaded"),
+            Error::ShuttingDown => Some("shutting_down"),
             Error::Internal(_) => Some("internal_error"),
         }
     }
@@ -221,7 +228,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Error::Upstream { retry_after, .. } => *retry_after,
-            Error::Overloaded(_) => Some(1),
+            Error::Overloaded(_) | Error::ShuttingDown => Some(1),
             _ => None,
         }
     }

@@ -120,6 +120,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod calls;
 mod canonical;
 mod config;
@@ -214,6 +215,19 @@ impl ReloadableProxy {
     /// The configuration serving new requests.
     pub fn current(&self) -> Proxy {
         self.0.current()
+    }
+
+    /// Starts a shutdown: `/healthz` answers 503 `shutting_down` so that
+    /// load balancers stop sending; requests keep being served.
+    pub fn drain(&self) {
+        self.0.drain()
+    }
+
+    /// Ends every request still running (the shutdown deadline): streams
+    /// end with an error event (`response.failed`, or a Chat error frame),
+    /// requests waiting for an upstream get a 503 `shutting_down`.
+    pub fn cut_off(&self) {
+        self.0.cut_off()
     }
 
     /// Builds a proxy from `config` - translators loaded, settings and

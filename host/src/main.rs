@@ -88,8 +88,26 @@ struct Cli {
     #[arg(long)]
     check_config: bool,
 
+    /// Log format: `text` (default) or `json` (one JSON object per line).
+    /// Every request is logged once at info (target `llmproxy::request`)
+    /// with id, model, backend, status, latency, upstream latency and token
+    /// usage.
+    #[arg(
+        long,
+        env = "LLMPROXY_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -120,11 +138,14 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
-    init_logging(if cli.command.is_some() {
-        "warn"
-    } else {
-        "info"
-    });
+    init_logging(
+        if cli.command.is_some() {
+            "warn"
+        } else {
+            "info"
+        },
+        cli.log_format,
+    );
     let from_flag = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     // A dry run reads no secrets: it checks the config with placeholders.
     let config = build_config(&cli, &from_flag, cli.command.is_none())?;
@@ -143,13 +164,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().flatten_event(true).init(),
+    }
 }
 
 /// The config from --config, or the single backend described by flags.
@@ -312,6 +336,7 @@ async fn translate(
 
 async fn run(config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> {
     let listen = config.server.listen;
+    let grace = config.server.shutdown_timeout_secs;
     let summary = summary(&config);
     let auth = config.server.api_key.is_some();
     let watched = watched_files(&config);
@@ -353,10 +378,37 @@ async fn run(config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> 
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, proxy.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let on_signal = {
+        let (proxy, signalled) = (proxy.clone(), signalled.clone());
+        async move {
+            let name = shutdown_signal().await;
+            tracing::info!(
+                "{name}: shutting down; finishing in-flight requests for up to {grace:.0} s"
+            );
+            proxy.drain();
+            signalled.notify_one();
+        }
+    };
+    let serve = axum::serve(listener, proxy.router())
+        .with_graceful_shutdown(on_signal)
+        .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served.context("server error")?,
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(grace)).await;
+        } => {
+            tracing::warn!("shutdown deadline reached: ending the requests still running");
+            proxy.cut_off();
+            // Let the streams write their final event.
+            match tokio::time::timeout(std::time::Duration::from_secs(5), &mut serve).await {
+                Ok(served) => served.context("server error")?,
+                Err(_) => tracing::warn!("connections still open after the deadline; closing them"),
+            }
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -481,7 +533,8 @@ async fn reload_on_change(
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -497,8 +550,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

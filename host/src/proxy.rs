@@ -1,6 +1,7 @@
 //! The proxy: backends, routing, and one request's way through a translator
 //! and an upstream, producing canonical Responses output.
 
+use crate::access::AccessLog;
 use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
 use crate::config::{Auth, BackendConfig, Config, ConfigError, Secret};
 use crate::credentials::{Credentials, gcp};
@@ -25,6 +26,34 @@ use tokio::time::Instant;
 #[derive(Clone, Debug)]
 pub struct Proxy {
     pub(crate) inner: Arc<Inner>,
+    /// Set by a server at its shutdown deadline.
+    pub(crate) cutoff: Cutoff,
+}
+
+/// Ends in-flight requests early: the server's shutdown deadline.
+#[derive(Clone, Debug)]
+pub(crate) struct Cutoff(Option<tokio::sync::watch::Receiver<bool>>);
+
+impl Cutoff {
+    /// Completes once the cutoff is given; never, without a server.
+    async fn reached(&self) {
+        if let Some(rx) = &self.0 {
+            let mut rx = rx.clone();
+            if rx.wait_for(|cut| *cut).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Proxy {
+    /// This proxy, ending its in-flight requests when `rx` turns true.
+    #[cfg(feature = "server")]
+    pub(crate) fn with_cutoff(mut self, rx: tokio::sync::watch::Receiver<bool>) -> Proxy {
+        self.cutoff = Cutoff(Some(rx));
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -253,6 +282,7 @@ impl Proxy {
         let routes = Routes::new(config.backends.iter().map(|b| b.models.as_slice()))
             .map_err(|e| ConfigError::new(format!("invalid model glob: {e}")))?;
         Ok(Proxy {
+            cutoff: Cutoff(None),
             inner: Arc::new(Inner {
                 backends,
                 routes,
@@ -279,8 +309,42 @@ impl Proxy {
     /// Runs one canonical Responses request (JSON bytes) to completion or to
     /// the start of its stream. `extras` carries a Chat client's original
     /// request (`{}` for Responses clients).
-    pub(crate) async fn execute(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
-        let outcome = self.run(body, extras).await?;
+    ///
+    /// `log` learns what happened; a stream takes it along and writes it
+    /// when the stream ends.
+    pub(crate) async fn execute(
+        &self,
+        body: Bytes,
+        extras: &str,
+        log: &mut AccessLog,
+    ) -> Result<Outcome, Error> {
+        let result = tokio::select! {
+            result = self.run(body, extras, log) => result,
+            () = self.cutoff.reached() => Err(Error::ShuttingDown),
+        };
+        let outcome = match result {
+            Ok(Outcome::Complete {
+                response,
+                upstream_id,
+            }) => {
+                log.response(&response);
+                Outcome::Complete {
+                    response,
+                    upstream_id,
+                }
+            }
+            Ok(Outcome::Stream {
+                events,
+                upstream_id,
+            }) => Outcome::Stream {
+                events: log.follow(events),
+                upstream_id,
+            },
+            Err(e) => {
+                log.failed(&e);
+                return Err(e);
+            }
+        };
         let Some(tap) = &self.inner.tap else {
             return Ok(outcome);
         };
@@ -313,11 +377,12 @@ impl Proxy {
         })
     }
 
-    async fn run(&self, body: Bytes, extras: &str) -> Result<Outcome, Error> {
+    async fn run(&self, body: Bytes, extras: &str, log: &mut AccessLog) -> Result<Outcome, Error> {
         let head = RequestHead::parse(&body)?;
         let model = head.model.clone().unwrap_or_default();
-        let streaming = head.stream.unwrap_or(false);
+        let streaming = head.streaming();
         let backend = self.route(&model)?;
+        log.routed(&model, &backend.name, streaming);
         let upstream_model = backend.upstream_model(&model);
         let translator = backend.translator(&upstream_model)?.clone();
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
@@ -349,6 +414,7 @@ impl Proxy {
             .send(translator.name(), request, deadline)
             .await?;
         let status = response.status().as_u16();
+        log.upstream_answered(status);
         let upstream_id = response
             .headers()
             .get("x-request-id")
@@ -372,7 +438,7 @@ impl Proxy {
                 stream,
                 response,
                 StreamGuard::new(meta, echo),
-                deadline,
+                (deadline, self.cutoff.clone()),
                 learn,
             );
             return Ok(Outcome::Stream {
@@ -465,6 +531,7 @@ struct StreamState {
     upstream_ended: bool,
     pending: VecDeque<Value>,
     deadline: Instant,
+    cutoff: Cutoff,
     done: bool,
 }
 
@@ -536,7 +603,11 @@ impl StreamState {
         let idle = self.backend.upstream.timeouts.idle;
         let wait = idle.min(self.deadline.saturating_duration_since(Instant::now()));
         let mut events = Vec::new();
-        let parsed = match tokio::time::timeout(wait, self.body.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, self.body.next()) => next,
+            () = self.cutoff.reached() => return self.fail(Error::ShuttingDown),
+        };
+        let parsed = match next {
             Err(_) => {
                 return self.fail(Error::UpstreamTimeout {
                     backend: self.backend.name.clone(),
@@ -578,7 +649,7 @@ fn canonical_stream(
     translator: StreamInstance,
     response: reqwest::Response,
     guard: StreamGuard,
-    deadline: Instant,
+    (deadline, cutoff): (Instant, Cutoff),
     learn: Option<Proxy>,
 ) -> BoxStream<'static, Value> {
     let state = StreamState {
@@ -593,6 +664,7 @@ fn canonical_stream(
         upstream_ended: false,
         pending: VecDeque::new(),
         deadline,
+        cutoff,
         done: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {

@@ -47,6 +47,14 @@ fn is_host_owned_header(name: &HeaderName) -> bool {
     )
 }
 
+/// Why an attempt may be worth repeating.
+enum Failure {
+    /// Connecting or sending failed.
+    Transport(Error),
+    /// The upstream answered with a retryable status.
+    Status(reqwest::Response),
+}
+
 /// One backend's upstream: base URL, credentials, static headers, timeouts.
 pub(crate) struct Upstream {
     backend: String,
@@ -199,21 +207,77 @@ impl Upstream {
             headers.insert(name, value.clone());
         }
         let body = Bytes::from(request.body);
-        let response = self
-            .attempt(&method, &url, &headers, body.clone(), deadline)
-            .await?;
-        if response.0.status() != http::StatusCode::UNAUTHORIZED
-            || !self.credentials.rejected(&response.1)
-        {
-            return Ok(response.0);
+        let mut retried = 0;
+        let mut refreshed = false;
+        loop {
+            let failure = match self
+                .attempt(&method, &url, &headers, body.clone(), deadline)
+                .await?
+            {
+                Ok((response, applied)) => {
+                    let status = response.status();
+                    if status == http::StatusCode::UNAUTHORIZED
+                        && !refreshed
+                        && self.credentials.rejected(&applied)
+                    {
+                        // A Google token Vertex no longer accepts: fetch a
+                        // new one and try once more.
+                        tracing::info!(backend = %self.backend, "upstream rejected the access token; refreshing it and retrying once");
+                        refreshed = true;
+                        continue;
+                    }
+                    if !is_retryable(status) {
+                        return Ok(response);
+                    }
+                    Failure::Status(response)
+                }
+                Err(e) => Failure::Transport(e),
+            };
+            // The upstream failed before answering anything usable.
+            let hint = match &failure {
+                Failure::Status(response) => retry_after(response.headers()),
+                Failure::Transport(_) => None,
+            };
+            let wait = (retried < self.timeouts.retries)
+                .then(|| self.retry_wait(retried, hint, deadline))
+                .flatten();
+            let Some(wait) = wait else {
+                return match failure {
+                    Failure::Transport(error) => Err(error),
+                    Failure::Status(response) => Ok(response),
+                };
+            };
+            retried += 1;
+            let why = match failure {
+                Failure::Transport(error) => error.to_string(),
+                Failure::Status(response) => format!("HTTP {}", response.status().as_u16()),
+            };
+            tracing::warn!(
+                backend = %self.backend,
+                attempt = retried,
+                "upstream failed before answering ({why}); retrying in {} ms",
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
         }
-        // A Google token Vertex no longer accepts: fetch a new one and try
-        // once more.
-        tracing::info!(backend = %self.backend, "upstream rejected the access token; refreshing it and retrying once");
-        Ok(self
-            .attempt(&method, &url, &headers, body, deadline)
-            .await?
-            .0)
+    }
+
+    /// How long to wait before retry number `retried + 1`, or `None` when
+    /// the wait would not end well before the deadline. The upstream's
+    /// `Retry-After` wins over the backoff; waits above a minute are not
+    /// worth holding the client for.
+    fn retry_wait(
+        &self,
+        retried: u32,
+        retry_after: Option<u32>,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        let wait = match retry_after {
+            Some(secs) => Duration::from_secs(u64::from(secs)),
+            None => self.timeouts.backoff.saturating_mul(1 << retried.min(16)),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        (wait <= Duration::from_secs(60) && wait < left / 2).then_some(wait)
     }
 
     /// One try: adds the credentials and waits for the response head.
@@ -224,7 +288,7 @@ impl Upstream {
         headers: &http::HeaderMap,
         body: Bytes,
         deadline: Instant,
-    ) -> Result<(reqwest::Response, crate::credentials::Applied), Error> {
+    ) -> Result<Result<(reqwest::Response, crate::credentials::Applied), Error>, Error> {
         let applied = self.credentials.headers().await?;
         let mut headers = headers.clone();
         for (name, value) in &applied.headers {
@@ -251,8 +315,10 @@ impl Upstream {
                     wait.as_secs_f64()
                 ),
             }),
-            Ok(Err(e)) => Err(self.transport_error(&e)),
-            Ok(Ok(response)) => Ok((response, applied)),
+            // Failed to connect or to send: nothing was answered, a retry
+            // may help.
+            Ok(Err(e)) => Ok(Err(self.transport_error(&e))),
+            Ok(Ok(response)) => Ok(Ok((response, applied))),
         }
     }
 
@@ -344,6 +410,12 @@ pub(crate) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect()
+}
+
+/// Statuses worth a retry when the backend has `retries` (as the OpenAI
+/// client libraries do): timeout, conflict, rate limit, server errors.
+fn is_retryable(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
 }
 
 /// `Retry-After` in whole seconds, when given as seconds.

@@ -1,7 +1,11 @@
 use super::*;
 
 fn head(json: &str) -> RequestHead {
-    RequestHead::parse(json.as_bytes()).unwrap()
+    let mut request: Value = serde_json::from_str(json).unwrap();
+    request["input"]
+        .as_null()
+        .map(|()| request["input"] = json!("hi"));
+    RequestHead::parse(request.to_string().as_bytes()).unwrap()
 }
 
 const REQUIRED: [&str; 31] = [
@@ -103,7 +107,19 @@ fn request_head_errors_are_actionable() {
         ("{\"input\":\"hi\"}", "no `model`"),
         ("{\"model\":\"  \"}", "empty"),
         ("{\"model\":1}", "invalid type"),
-        ("{\"model\":\"m\",\"stream\":\"yes\"}", "invalid type"),
+        ("{\"model\":\"m\"}", "no `input`"),
+        (
+            "{\"model\":\"m\",\"input\":\"hi\",\"stream\":\"yes\"}",
+            "`stream` must be a boolean, not a string",
+        ),
+        (
+            "{\"model\":\"m\",\"input\":{}}",
+            "`input` must be a string or an array, not an object",
+        ),
+        (
+            "{\"model\":\"m\",\"input\":\"hi\",\"temperature\":\"hot\"}",
+            "`temperature` must be a number",
+        ),
     ] {
         let e = RequestHead::parse(body.as_bytes()).unwrap_err();
         assert!(e.to_string().contains(needle), "{body}: {e}");

@@ -2,6 +2,7 @@
 //! Responses request, runs like any other, and its canonical output is
 //! rendered back as a `chat.completion` or as `chat.completion.chunk`s.
 
+use crate::access::AccessLog;
 use crate::calls::failed_as_error;
 use crate::canonical::{parse_body, require_model};
 use crate::error::Error;
@@ -18,23 +19,25 @@ use serde_json::Value;
 
 /// `POST /v1/chat/completions`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    match run(&proxy, request).await {
+    let mut log = super::access_log("chat", &request);
+    let response = match run(&proxy, request, &mut log).await {
         Ok(response) => response,
         Err(e) => {
-            tracing::info!(status = e.status().as_u16(), "chat request failed: {e}");
+            log.failed(&e);
             e.into_response()
         }
-    }
+    };
+    super::with_request_id(response, &log)
 }
 
-async fn run(proxy: &Proxy, request: Request) -> Result<Response, Error> {
+async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {
     let body = super::read_body(proxy, request).await?;
     let chat = parse(&body)?;
     let model = chat.model.clone().unwrap_or_default();
     let include_usage = chat.include_usage();
     // The client's own bytes go to the translator: a Chat backend sends
     // them on as they are.
-    match proxy.execute_chat(&chat, &body).await? {
+    match proxy.execute_chat(&chat, &body, log).await? {
         Outcome::Complete {
             response,
             upstream_id,

@@ -4,6 +4,7 @@
 mod chat;
 mod responses;
 
+use crate::access::AccessLog;
 use crate::error::Error;
 use crate::proxy::Proxy;
 use axum::Router;
@@ -18,31 +19,59 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 
 /// The proxy a router serves. A reload replaces it as a whole: each request
 /// runs on the proxy current when it arrived, to its end.
 #[derive(Debug, Clone)]
-pub(crate) struct Live(Arc<RwLock<Proxy>>);
+pub(crate) struct Live(Arc<LiveInner>);
+
+#[derive(Debug)]
+struct LiveInner {
+    proxy: RwLock<Proxy>,
+    /// Shutting down: `/healthz` says so (503).
+    draining: AtomicBool,
+    /// The shutdown deadline passed: in-flight requests end.
+    cutoff: tokio::sync::watch::Sender<bool>,
+}
 
 impl Live {
     pub fn new(proxy: Proxy) -> Self {
-        Live(Arc::new(RwLock::new(proxy)))
+        let (cutoff, rx) = tokio::sync::watch::channel(false);
+        Live(Arc::new(LiveInner {
+            proxy: RwLock::new(proxy.with_cutoff(rx)),
+            draining: AtomicBool::new(false),
+            cutoff,
+        }))
     }
 
     pub fn current(&self) -> Proxy {
-        match self.0.read() {
+        match self.0.proxy.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     pub fn replace(&self, proxy: Proxy) {
-        match self.0.write() {
+        let proxy = proxy.with_cutoff(self.0.cutoff.subscribe());
+        match self.0.proxy.write() {
             Ok(mut p) => *p = proxy,
             Err(poisoned) => *poisoned.into_inner() = proxy,
         }
+    }
+
+    /// Marks the server as shutting down (`/healthz` answers 503).
+    pub fn drain(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends every in-flight request: streams with an error event, others
+    /// with a 503.
+    pub fn cut_off(&self) {
+        self.drain();
+        self.0.cutoff.send_replace(true);
     }
 }
 
@@ -72,8 +101,15 @@ pub(crate) fn router(proxy: Live) -> Router {
         .with_state(proxy)
 }
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+/// Readiness: 200 once the translators are loaded and the listener is up
+/// (it is not up before), 503 from the start of a shutdown.
+async fn healthz(State(live): State<Live>) -> Response {
+    if live.0.draining.load(Ordering::Relaxed) {
+        let body = json!({"status": "shutting_down"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    let backends = live.current().inner.backends.len();
+    axum::Json(json!({"status": "ok", "backends": backends})).into_response()
 }
 
 async fn not_found(request: Request) -> Error {
@@ -137,7 +173,11 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
         return Err(too_large);
     }
     match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            check_nesting(&body)?;
+            Ok(body)
+        }
         Err(e) if e.is::<LengthLimitError>() => Err(too_large),
         Err(e) => Err(Error::InvalidRequest {
             message: format!("Could not read the request body: {e}."),
@@ -145,6 +185,61 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
             code: None,
         }),
     }
+}
+
+/// The log record of a request, with the client's `x-request-id` if usable.
+fn access_log(endpoint: &'static str, request: &Request) -> AccessLog {
+    let client_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    AccessLog::start(endpoint, client_id)
+}
+
+/// Tells the client the id its request is logged under.
+fn with_request_id(mut response: Response, log: &AccessLog) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&log.id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Deepest JSON nesting accepted in a request body (tool schemas included).
+const MAX_NESTING: usize = 64;
+
+/// Refuses bodies nested deeper than [`MAX_NESTING`], before any parser
+/// (the host's or a translator's) recurses into them.
+fn check_nesting(body: &[u8]) -> Result<(), Error> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Error::InvalidRequest {
+                        message: format!(
+                            "The request body nests JSON arrays and objects more than {MAX_NESTING} levels deep; flatten it."
+                        ),
+                        param: None,
+                        code: Some("invalid_json".into()),
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Adds the upstream's request id, if it sent one.
@@ -190,4 +285,18 @@ async fn models(State(proxy): State<Proxy>) -> impl IntoResponse {
         })
         .collect();
     axum::Json(json!({"object": "list", "data": data}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_nesting(deep(MAX_NESTING).as_bytes()).is_ok());
+        assert!(check_nesting(deep(MAX_NESTING + 1).as_bytes()).is_err());
+        let quoted = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(check_nesting(quoted.as_bytes()).is_ok());
+    }
 }

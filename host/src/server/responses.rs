@@ -1,5 +1,7 @@
 //! `POST /v1/responses`: canonical output as Responses JSON or SSE.
 
+use crate::access::AccessLog;
+use crate::error::Error;
 use crate::proxy::{Outcome, Proxy};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -10,24 +12,29 @@ use serde_json::Value;
 
 /// `POST /v1/responses`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let body = match super::read_body(&proxy, request).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    match proxy.execute(body, "{}").await {
-        Ok(Outcome::Complete {
-            response,
-            upstream_id,
-        }) => super::with_upstream_id(axum::Json(response).into_response(), upstream_id),
-        Ok(Outcome::Stream {
-            events,
-            upstream_id,
-        }) => super::with_upstream_id(sse(events), upstream_id),
+    let mut log = super::access_log("responses", &request);
+    let response = match run(&proxy, request, &mut log).await {
+        Ok(response) => response,
         Err(e) => {
-            tracing::info!(status = e.status().as_u16(), "request failed: {e}");
+            log.failed(&e);
             e.into_response()
         }
-    }
+    };
+    super::with_request_id(response, &log)
+}
+
+async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {
+    let body = super::read_body(proxy, request).await?;
+    Ok(match proxy.execute(body, "{}", log).await? {
+        Outcome::Complete {
+            response,
+            upstream_id,
+        } => super::with_upstream_id(axum::Json(response).into_response(), upstream_id),
+        Outcome::Stream {
+            events,
+            upstream_id,
+        } => super::with_upstream_id(sse(events), upstream_id),
+    })
 }
 
 fn is_terminal(kind: &str) -> bool {

@@ -449,7 +449,11 @@ async fn chat_request_errors_are_openai_shaped() {
             400,
             Some("messages[0].tool_call_id"),
         ),
-        (json!({"model": "m", "messages": "hi"}), 400, None),
+        (
+            json!({"model": "m", "messages": "hi"}),
+            400,
+            Some("messages"),
+        ),
     ] {
         let (s, _, v) = proxy.post("/v1/chat/completions", &body).await;
         assert_eq!(s, status, "{body}: {v}");

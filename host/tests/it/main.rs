@@ -9,6 +9,7 @@ mod claude;
 mod examples;
 mod fake_claude;
 mod fake_vertex;
+mod faults;
 mod library;
 mod reload;
 mod responses;

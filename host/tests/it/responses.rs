@@ -481,16 +481,19 @@ models = ["qwen3", "*"]
 async fn upstream_4xx_and_5xx_pass_through_with_status_and_message() {
     let up = FakeUpstream::start().await;
     let proxy = TestProxy::start(&single(&up.base_url)).await;
-    // The strict fake rejects a non-string `input` itself.
+    // The strict fake rejects an effort outside the OpenResponses enum.
     let (status, _, body) = proxy
-        .post("/v1/responses", &json!({"model": "m", "input": 42}))
+        .post(
+            "/v1/responses",
+            &json!({"model": "m", "input": "hi", "reasoning": {"effort": "extreme"}}),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"]["message"],
-        "input must be a string or an array"
+        "invalid reasoning.effort \"extreme\""
     );
-    assert_eq!(body["error"]["param"], "input");
+    assert_eq!(body["error"]["param"], "reasoning.effort");
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
     up.script([

@@ -177,6 +177,25 @@ pub enum Reply {
 struct FakeState {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    /// Replies that were still running when the proxy went away.
+    cancelled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a reply as cancelled when it is dropped before finishing.
+struct Unfinished(Option<Arc<std::sync::atomic::AtomicUsize>>);
+
+impl Unfinished {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(n) = &self.0 {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// A strict in-process OpenAI-style server: `POST /v1/responses` (an
@@ -220,6 +239,13 @@ impl FakeUpstream {
         self.state.received.lock().unwrap().clone()
     }
 
+    /// How many replies the proxy abandoned midway (closed the connection).
+    pub fn cancelled(&self) -> usize {
+        self.state
+            .cancelled
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn last(&self) -> Received {
         self.received()
             .pop()
@@ -253,7 +279,7 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
     });
     let next = state.script.lock().unwrap().pop_front();
     if let Some(reply) = next {
-        return scripted(reply).await;
+        return scripted(reply, &state).await;
     }
     if method == "POST" && path == "/v1/chat/completions" {
         return chat(&headers, &body).await;
@@ -291,24 +317,27 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
             .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
             .chain(std::iter::once("data: [DONE]\n\n".to_string()))
             .collect();
-        return scripted(Reply::Sse {
-            chunks,
-            delay: Duration::ZERO,
-            then_hang: false,
-        })
+        return scripted(
+            Reply::Sse {
+                chunks,
+                delay: Duration::ZERO,
+                then_hang: false,
+            },
+            &state,
+        )
         .await;
     }
     let mut response = response_object(model, "completed", &text);
     response["x_vendor"] = json!({"kept": true});
-    scripted(Reply::Json(
-        200,
-        response,
-        vec![("x-request-id", "req_fake_1")],
-    ))
+    scripted(
+        Reply::Json(200, response, vec![("x-request-id", "req_fake_1")]),
+        &state,
+    )
     .await
 }
 
-async fn scripted(reply: Reply) -> Response {
+async fn scripted(reply: Reply, state: &FakeState) -> Response {
+    let unfinished = || Unfinished(Some(state.cancelled.clone()));
     match reply {
         Reply::Json(status, body, headers) => {
             let mut b = Response::builder()
@@ -329,6 +358,7 @@ async fn scripted(reply: Reply) -> Response {
             delay,
             then_hang,
         } => {
+            let unfinished = unfinished();
             let stream = futures_util::stream::iter(chunks)
                 .then(move |c| async move {
                     if !delay.is_zero() {
@@ -340,6 +370,7 @@ async fn scripted(reply: Reply) -> Response {
                     if then_hang {
                         std::future::pending::<()>().await;
                     }
+                    unfinished.done();
                     Ok(Bytes::new())
                 }));
             Response::builder()
@@ -349,6 +380,7 @@ async fn scripted(reply: Reply) -> Response {
                 .unwrap()
         }
         Reply::Hang => {
+            let _unfinished = unfinished();
             std::future::pending::<()>().await;
             unreachable!()
         }
@@ -597,11 +629,10 @@ async fn chat(headers: &HeaderMap, body: &Value) -> Response {
             .collect();
         let answer = json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1767000000, "model": model,
             "choices": choices, "usage": usage, "system_fingerprint": "fp_fake"});
-        return scripted(Reply::Json(
-            200,
-            answer,
-            vec![("x-request-id", "req_chat_1")],
-        ))
+        return scripted(
+            Reply::Json(200, answer, vec![("x-request-id", "req_chat_1")]),
+            &FakeState::default(),
+        )
         .await;
     }
     let chunk = |delta: Value, finish: Option<&str>| {
@@ -635,11 +666,14 @@ async fn chat(headers: &HeaderMap, body: &Value) -> Response {
         chunks.push(format!("data: {}\n\n", json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1767000000, "model": model, "choices": [], "usage": usage})));
     }
     chunks.push("data: [DONE]\n\n".into());
-    scripted(Reply::Sse {
-        chunks,
-        delay: Duration::ZERO,
-        then_hang: false,
-    })
+    scripted(
+        Reply::Sse {
+            chunks,
+            delay: Duration::ZERO,
+            then_hang: false,
+        },
+        &FakeState::default(),
+    )
     .await
 }
 

@@ -1,0 +1,178 @@
+//! One structured log line per request (target `llmproxy::request`): id,
+//! endpoint, model, backend, status, outcome, latency, upstream latency and
+//! token usage. Written when the request is over: for a stream, when it
+//! ends or the client goes away.
+
+use crate::error::Error;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// What one request did, logged when dropped.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    pub id: String,
+    endpoint: &'static str,
+    started: Instant,
+    model: Option<String>,
+    backend: Option<String>,
+    stream: bool,
+    upstream: Option<Duration>,
+    upstream_status: Option<u16>,
+    status: u16,
+    outcome: &'static str,
+    usage: Option<(u64, u64)>,
+    error: Option<String>,
+    /// Nothing to log: this record was moved into a stream.
+    moved: bool,
+}
+
+/// A client-supplied `x-request-id` is used when it is short and plain.
+fn acceptable_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+impl AccessLog {
+    /// Starts the record of a request to `endpoint` (`responses`, `chat`),
+    /// with the client's request id when it gave a usable one.
+    pub fn start(endpoint: &'static str, client_id: Option<&str>) -> AccessLog {
+        let id = match client_id {
+            Some(id) if acceptable_id(id) => id.to_string(),
+            _ => crate::ids::new_id("req"),
+        };
+        AccessLog {
+            id,
+            endpoint,
+            started: Instant::now(),
+            model: None,
+            backend: None,
+            stream: false,
+            upstream: None,
+            upstream_status: None,
+            status: 200,
+            outcome: "completed",
+            usage: None,
+            error: None,
+            moved: false,
+        }
+    }
+
+    pub fn routed(&mut self, model: &str, backend: &str, stream: bool) {
+        self.model = Some(model.to_string());
+        self.backend = Some(backend.to_string());
+        self.stream = stream;
+    }
+
+    /// The upstream's response head arrived.
+    pub fn upstream_answered(&mut self, status: u16) {
+        self.upstream = Some(self.started.elapsed());
+        self.upstream_status = Some(status);
+    }
+
+    /// The request failed with `error` (sent to the client as its status).
+    pub fn failed(&mut self, error: &Error) {
+        self.status = error.status().as_u16();
+        self.outcome = "error";
+        self.error = Some(error.to_string());
+    }
+
+    /// A complete response object (or a stream's terminal response).
+    pub fn response(&mut self, response: &serde_json::Map<String, Value>) {
+        self.outcome = match response.get("status").and_then(Value::as_str) {
+            Some("incomplete") => "incomplete",
+            Some("failed") => "failed",
+            _ => "completed",
+        };
+        if let Some(usage) = response.get("usage") {
+            let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+            self.usage = Some((n("input_tokens"), n("output_tokens")));
+        }
+        if self.outcome == "failed" {
+            self.error = response
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+    }
+
+    /// Follows a canonical event stream: the record is written when the
+    /// stream is dropped, with what its terminal event said, or as
+    /// `client_closed` when it never got there.
+    pub fn follow(&mut self, events: BoxStream<'static, Value>) -> BoxStream<'static, Value> {
+        let placeholder = AccessLog {
+            id: String::new(),
+            endpoint: self.endpoint,
+            started: self.started,
+            model: None,
+            backend: None,
+            stream: false,
+            upstream: None,
+            upstream_status: None,
+            status: 0,
+            outcome: "",
+            usage: None,
+            error: None,
+            moved: true,
+        };
+        let mut log = std::mem::replace(self, placeholder);
+        log.outcome = "client_closed";
+        events
+            .inspect(move |event| {
+                if let Some(Value::Object(response)) = event.get("response")
+                    && matches!(
+                        event.get("type").and_then(Value::as_str),
+                        Some("response.completed" | "response.incomplete" | "response.failed")
+                    )
+                {
+                    log.response(response);
+                }
+            })
+            .boxed()
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if self.moved {
+            return;
+        }
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0);
+        tracing::info!(
+            target: "llmproxy::request",
+            id = %self.id,
+            endpoint = self.endpoint,
+            model = self.model.as_deref(),
+            backend = self.backend.as_deref(),
+            stream = self.stream,
+            status = self.status,
+            outcome = self.outcome,
+            latency_ms = (latency_ms * 10.0).round() / 10.0,
+            upstream_ms = upstream_ms.map(|ms| (ms * 10.0).round() / 10.0),
+            upstream_status = self.upstream_status,
+            input_tokens = self.usage.map(|u| u.0),
+            output_tokens = self.usage.map(|u| u.1),
+            error = self.error.as_deref(),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_used_only_when_plain() {
+        assert_eq!(AccessLog::start("chat", Some("abc-123")).id, "abc-123");
+        let evil = AccessLog::start("chat", Some("a\nb")).id.clone();
+        assert!(evil.starts_with("req_"), "{evil}");
+        let long = "x".repeat(200);
+        assert!(AccessLog::start("chat", Some(&long)).id.starts_with("req_"));
+    }
+}
