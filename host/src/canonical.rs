@@ -73,7 +73,8 @@ impl RequestHead {
     /// (`null` is always accepted), before anything is sent upstream.
     fn check_types(&self) -> Result<(), Error> {
         use JsonType::*;
-        let fields: [(&str, &Option<Box<RawValue>>, &[JsonType]); 20] = [
+        type Field<'a> = (&'a str, &'a Option<Box<RawValue>>, &'a [JsonType]);
+        let fields: [Field; 20] = [
             ("input", &self.input, &[Str, Array]),
             ("stream", &self.stream, &[Bool]),
             ("instructions", &self.instructions, &[Str, Array]),

@@ -383,7 +383,7 @@ impl Config {
             return Err(ConfigError::new("server.max_body_mib must be at least 1"));
         }
         let grace = self.server.shutdown_timeout_secs;
-        if !(grace >= 0.0 && grace < 1e6) {
+        if !(0.0..1e6).contains(&grace) {
             return Err(ConfigError::new(format!(
                 "server.shutdown_timeout_secs = {grace} must be a number of seconds, 0 or more"
             )));
