@@ -152,7 +152,16 @@ async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) 
             } else {
                 "Missing API key: send `Authorization: Bearer <key>` with the key this proxy was started with (LLMPROXY_API_KEY)."
             };
-            return Error::Unauthorized(message.into()).into_response();
+            let path = request.uri().path();
+            let endpoint = match () {
+                _ if path.ends_with("/chat/completions") => "chat",
+                _ if path.ends_with("/responses") => "responses",
+                _ => "models",
+            };
+            let mut log = access_log(endpoint, &request);
+            let error = Error::Unauthorized(message.into());
+            log.failed(&error);
+            return with_request_id(error.into_response(), &log);
         }
     }
     next.run(request).await

@@ -693,3 +693,229 @@ async fn sighup_and_file_changes_reload_the_config_and_bad_ones_are_refused() {
     assert_eq!(logged("reloaded"), 2);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Writes a config file for one test; the path.
+fn config_file(name: &str, toml: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("llmproxy.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Sends `signal` to the proxy and waits for it to exit: (exit code, time).
+fn stop(proxy: &mut Running, signal: &str) -> (Option<i32>, Duration) {
+    let pid = proxy.child.id().to_string();
+    let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            return (status.code(), started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "llmproxy did not exit after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_short_streams_and_ends_long_ones_at_the_deadline() {
+    let up = FakeUpstream::start().await;
+    let events = text_stream_events("m", "a slow but finite answer");
+    // First request: a stream that never ends. Second: one that ends
+    // within the grace period.
+    up.script([
+        Reply::Sse {
+            chunks: sse_body(&events[..3]),
+            delay: Duration::ZERO,
+            then_hang: true,
+        },
+        Reply::Sse {
+            chunks: sse_body(&events),
+            delay: Duration::from_millis(60),
+            then_hang: false,
+        },
+    ]);
+    let path = config_file(
+        "shutdown",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout_secs = 1.5\n{}",
+            single(&up.base_url)
+        ),
+    );
+    let mut proxy = spawn(&["--config", path.to_str().unwrap()], &[]);
+    let http = client();
+    let mut endless = http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = endless.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
+    let finite = http
+        .post(format!("{}/v1/responses", proxy.url))
+        .json(&json!({"model": "m", "input": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finite.status(), 200);
+
+    let stopper = tokio::task::spawn_blocking(move || {
+        let stopped = stop(&mut proxy, "-TERM");
+        (stopped, proxy)
+    });
+    let finite = finite.text().await.unwrap();
+    let mut rest = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = endless.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let ((code, took), proxy) = stopper.await.unwrap();
+
+    // The stream that could finish did, normally.
+    let (events, done) = parse_sse(&finite);
+    crate::spec::check_stream(&events).unwrap();
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    assert!(done);
+    // The endless one was ended at the deadline with an error, not [DONE].
+    let frames: Vec<&str> = rest.split("\n\n").filter(|f| !f.is_empty()).collect();
+    let last = frames.last().unwrap();
+    assert!(last.contains("\"code\":\"shutting_down\""), "{rest}");
+    assert!(!rest.contains("[DONE]"), "{rest}");
+    assert_eq!(code, Some(0), "clean exit");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(8),
+        "exit {took:?} after SIGTERM (deadline 1.5 s)"
+    );
+    let log = proxy.log.lock().unwrap().join("\n");
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("shutdown deadline reached"), "{log}");
+    // Nothing is listening any more.
+    assert!(
+        http.get(format!("{}/healthz", proxy.url))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn trace_logs_never_show_a_secret_and_each_request_is_one_json_record() {
+    const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4f2a9c";
+    const CLIENT_KEY: &str = "proxy-key-SECRET-77e1b0";
+    let up = FakeUpstream::start().await;
+    let vertex = crate::fake_vertex::FakeVertex::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"oa\"\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"gpt-*\"]\nauth = {{ bearer_env = \"UP_KEY\" }}\n{}",
+        up.base_url,
+        vertex
+            .config("")
+            .replace("models = [\"*\"]", "models = [\"gemini-*\"]")
+    );
+    let path = config_file("secrets", &toml);
+    let mut proxy = spawn(
+        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &[
+            ("RUST_LOG", "trace"),
+            ("UP_KEY", UPSTREAM_KEY),
+            ("LLMPROXY_API_KEY", CLIENT_KEY),
+        ],
+    );
+    let http = client();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", proxy.url))
+            .bearer_auth(CLIENT_KEY)
+            .header("x-request-id", "it-trace-1")
+            .json(&body)
+            .send()
+    };
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post("/v1/chat/completions", chat.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "it-trace-1");
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let r = post("/v1/chat/completions", streamed).await.unwrap();
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+    let r = post(
+        "/v1/responses",
+        json!({"model": "gemini-2.5-flash", "input": "hi", "stream": true}),
+    )
+    .await
+    .unwrap();
+    assert!(r.text().await.unwrap().contains("response.completed"));
+    // An upstream error that quotes the key back.
+    up.script([Reply::Json(
+        401,
+        json!({"error": {"message": format!("Incorrect API key provided: {UPSTREAM_KEY}."), "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
+        vec![],
+    )]);
+    let r = post("/v1/chat/completions", chat.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains(UPSTREAM_KEY));
+    // A client with the wrong key.
+    let r = http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .bearer_auth("wrong")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        up.last().headers["authorization"],
+        format!("Bearer {UPSTREAM_KEY}")
+    );
+
+    let (code, _) = stop(&mut proxy, "-INT");
+    assert_eq!(code, Some(0));
+    let lines = proxy.log.lock().unwrap().clone();
+    let trace = lines.iter().filter(|l| l.contains("\"TRACE\"")).count();
+    assert!(trace > 20, "RUST_LOG=trace logged {trace} trace lines");
+    let credentials = std::fs::read_to_string(
+        toml.split("gcp_credentials_file = \"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(credentials.contains("rt-secret-refresh"));
+    for line in &lines {
+        for secret in [UPSTREAM_KEY, CLIENT_KEY, "fake-token-", "rt-secret-refresh"] {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+    }
+    // One record per request, every line JSON.
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v["target"] == "llmproxy::request")
+        .collect();
+    assert_eq!(records.len(), 5, "{records:#?}");
+    let ok = &records[0];
+    assert_eq!(ok["id"], "it-trace-1");
+    assert_eq!(ok["endpoint"], "chat");
+    assert_eq!(ok["model"], "gpt-4o");
+    assert_eq!(ok["backend"], "oa");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["outcome"], "completed");
+    assert!(ok["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(ok["upstream_ms"].as_f64().unwrap() > 0.0);
+    assert!(ok["input_tokens"].as_u64().unwrap() > 0);
+    assert!(ok["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(records[1]["stream"], true);
+    assert!(records[1]["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(records[2]["backend"], "vertex");
+    assert_eq!(records[2]["outcome"], "completed");
+    assert_eq!(records[3]["status"], 401);
+    assert_eq!(records[3]["outcome"], "error");
+    assert_eq!(records[4]["status"], 401);
+    assert!(records[4]["backend"].is_null());
+}
