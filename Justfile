@@ -29,6 +29,17 @@ bench *args="":
     cargo build --release --locked -p llmproxy -p llmproxy-bench
     target/release/llmproxy-bench run {{args}}
 
+# Fuzz the ingress parsers and every translator's mappings for SECS seconds
+# in all (proptest; failures land in host/tests/it/fuzz.proptest-regressions).
+fuzz secs="600":
+    LLMPROXY_FUZZ_SECS={{secs}} cargo test -p llmproxy --features internals --test it fuzz:: -- --nocapture
+
+# One instance through 1000 concurrent streams, then SECS of steady load at
+# RATE requests/s: prints errors, latency and RSS per minute.
+soak secs="600" rate="300":
+    cargo build --release --locked -p llmproxy -p llmproxy-bench
+    target/release/llmproxy-bench soak --secs {{secs}} --rate {{rate}}
+
 # Micro-benchmarks: startup; translator cost in vs out of the sandbox; and
 # (criterion) routing, conversions, every bundled translator native vs Wasm.
 bench-micro:

@@ -20,6 +20,7 @@ mod load;
 mod mock;
 mod relay;
 mod report;
+mod soak;
 
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -112,6 +113,11 @@ fn main() {
                 println!("{rps:.0} requests/s, {errors} errors");
             }
         }),
+        Some("soak") => runtime.block_on(soak::run(soak::Options {
+            secs: arg(&args, "--secs").unwrap_or(600),
+            rate: arg(&args, "--rate").unwrap_or(300),
+            streams: arg(&args, "--streams").unwrap_or(1000),
+        })),
         Some("run") => runtime.block_on(report::run(report::Options {
             quick: args.iter().any(|a| a == "--quick"),
             litellm: !args.iter().any(|a| a == "--no-litellm"),
@@ -119,7 +125,7 @@ fn main() {
         })),
         _ => {
             eprintln!(
-                "usage: llmproxy-bench run [--quick] [--no-litellm] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT | load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C]"
+                "usage: llmproxy-bench run [--quick] [--no-litellm] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT | load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C] | soak [--secs S] [--rate R] [--streams N]"
             );
             std::process::exit(2);
         }

@@ -18,9 +18,9 @@ pub struct Options {
 }
 
 /// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    port: u16,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Proc {
@@ -30,7 +30,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -63,14 +63,14 @@ async fn spawn(mut cmd: Command, port: u16, what: &str, timeout: Duration) -> Pr
     proc
 }
 
-async fn spawn_self(args: &[&str], what: &str) -> Proc {
+pub(crate) async fn spawn_self(args: &[&str], what: &str) -> Proc {
     let port = free_port();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(args).args(["--port", &port.to_string()]);
     spawn(cmd, port, what, Duration::from_secs(10)).await
 }
 
-async fn start_llmproxy(bin: &Path, config: &Path) -> Proc {
+pub(crate) async fn start_llmproxy(bin: &Path, config: &Path) -> Proc {
     let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.arg("--config")
@@ -92,7 +92,7 @@ fn proc_mib(file: &str, key: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+pub(crate) fn rss_mib(pid: u32) -> f64 {
     proc_mib(&format!("/proc/{pid}/status"), "VmRSS:")
 }
 
@@ -152,7 +152,7 @@ pub fn chat_body(model: &str, kib: usize, tools: bool, stream: bool) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-fn target(port: u16, path: &str, body: Bytes) -> Target {
+pub(crate) fn target(port: u16, path: &str, body: Bytes) -> Target {
     Target {
         url: format!("http://127.0.0.1:{port}{path}"),
         body,

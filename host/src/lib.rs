@@ -258,6 +258,14 @@ pub mod internals {
 
     pub use crate::translator::Context as TranslatorContext;
 
+    /// The checks `POST /v1/responses` (`endpoint` "responses") or
+    /// `POST /v1/chat/completions` ("chat") make of a request body before
+    /// anything runs: nesting, JSON, required fields and their types.
+    #[cfg(feature = "server")]
+    pub fn ingress(endpoint: &str, body: &[u8]) -> Result<(), crate::Error> {
+        crate::server::check_request(endpoint, body)
+    }
+
     /// Model routing by glob, first matching backend wins.
     #[derive(Debug)]
     pub struct Router(crate::routing::Routes);

@@ -65,12 +65,17 @@ pub fn event(event: &str, data: &str) -> Result<Vec<String>, Error> {
     if data.is_empty() || data == "[DONE]" {
         return Ok(Vec::new());
     }
-    let head: EventHead = serde_json::from_str(data).map_err(|e| {
+    let not_object = |e: &dyn std::fmt::Display| {
         Error::internal(format!(
             "upstream sent an event that is not a JSON object ({e}): {}",
             snippet(data, 200)
         ))
-    })?;
+    };
+    // A struct also deserializes from an array: insist on an object.
+    if !data.starts_with('{') {
+        return Err(not_object(&"it does not start with '{'"));
+    }
+    let head: EventHead = serde_json::from_str(data).map_err(|e| not_object(&e))?;
     let kind = match head.kind.as_deref() {
         Some(kind) => kind,
         None if !event.is_empty() => event,

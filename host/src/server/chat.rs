@@ -60,7 +60,7 @@ async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Res
 }
 
 /// Parses a Chat request, with client-facing errors.
-fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+pub(super) fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
     let chat: ChatRequest = parse_body(
         body,
         r#"{"model":"...","messages":[{"role":"user","content":"Hello"}]}"#,

@@ -213,6 +213,16 @@ fn with_request_id(mut response: Response, log: &AccessLog) -> Response {
     response
 }
 
+/// What an endpoint checks of a body before running it (for the fuzzer).
+#[cfg(feature = "internals")]
+pub(crate) fn check_request(endpoint: &str, body: &[u8]) -> Result<(), Error> {
+    check_nesting(body)?;
+    match endpoint {
+        "chat" => chat::parse(body).map(drop),
+        _ => crate::canonical::RequestHead::parse(body).map(drop),
+    }
+}
+
 /// Deepest JSON nesting accepted in a request body (tool schemas included).
 const MAX_NESTING: usize = 64;
 

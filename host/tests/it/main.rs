@@ -10,6 +10,7 @@ mod examples;
 mod fake_claude;
 mod fake_vertex;
 mod faults;
+mod fuzz;
 mod library;
 mod reload;
 mod responses;
