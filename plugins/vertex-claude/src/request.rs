@@ -664,7 +664,7 @@ fn thinking_budget(
     let budget = match configured {
         Some(b) if b <= 0 => return Ok(None),
         Some(b) => b.unsigned_abs(),
-        None => max_tokens * percent / 100,
+        None => max_tokens.saturating_mul(percent) / 100,
     };
     Ok(Some(budget.clamp(MIN_BUDGET, ceiling)))
 }
