@@ -50,8 +50,54 @@ examples:
     cargo build --release --target wasm32-wasip2 --locked --manifest-path examples/translator-template/Cargo.toml --target-dir target/examples
     host/tests/python/.venv/bin/componentize-py -d wit -w translator-component componentize -p examples/translator-python translator -o target/examples/ollama.wasm
 
-container-build tag="llmproxy:dev":
-    podman build --isolation chroot -f Containerfile -t {{tag}} .
+# Container image. The base images are build arguments; the defaults are
+# local images that `container-bases` makes on hosts without a registry
+# (override e.g. BUILD_BASE=docker.io/library/rust:1.95-bookworm
+# RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot). Needs podman; making
+# the local bases needs root and debootstrap.
+build_base := env("BUILD_BASE", "localhost/debian-base:bookworm")
+runtime_base := env("RUNTIME_BASE", "localhost/debian-runtime:bookworm")
 
+# Make the local base images (container/bases.sh) that do not exist yet.
+container-bases:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export BUILD_BASE={{build_base}}
+    for kind in build runtime; do
+        image=$([ $kind = build ] && echo {{build_base}} || echo {{runtime_base}})
+        case $image in localhost/*) ;; *) continue ;; esac
+        podman image exists "$image" || container/bases.sh $kind "$image"
+    done
+
+# The host's toolchain (`rustc --print sysroot`, with the wasm32-wasip2
+# target) is bind-mounted at /opt/rust, for build bases without Rust;
+# LLMPROXY_TOOLCHAIN= (empty) uses the build base's own. The host's CA bundle
+# reaches cargo as a build secret (LLMPROXY_BUILD_CA to choose another, e.g.
+# behind a TLS-intercepting proxy); it is never stored in an image.
+# Build the container image (Containerfile), making missing local bases first.
+container-build tag="llmproxy:dev": container-bases
+    #!/usr/bin/env bash
+    set -euo pipefail
+    args=(--build-arg BUILD_BASE={{build_base}} --build-arg RUNTIME_BASE={{runtime_base}})
+    toolchain=${LLMPROXY_TOOLCHAIN-$(rustc --print sysroot)}
+    if [ -n "$toolchain" ]; then args+=(-v "$(realpath "$toolchain"):/opt/rust:ro"); fi
+    ca=${LLMPROXY_BUILD_CA-/etc/ssl/certs/ca-certificates.crt}
+    if [ -f "$ca" ]; then args+=(--secret "id=build_ca,src=$ca"); fi
+    nice -n 10 podman build --isolation chroot -f Containerfile "${args[@]}" -t {{tag}} .
+    echo "{{tag}}: $(podman image inspect --format '{{{{.Size}}' {{tag}}) bytes"
+
+# container/test.sh: no `podman run`; export + chroot, so it needs root.
+# Build the image, then check its entrypoint against a fake upstream.
+container-test tag="llmproxy:dev": (container-build tag)
+    container/test.sh {{tag}}
+
+# Uses container/containers.conf (runc, lower ulimits) when runc is installed
+# and CONTAINERS_CONF is unset; see that file.
+# Run the image: `just container-run llmproxy:dev --backend openai`.
 container-run tag="llmproxy:dev" *args="":
-    podman run --rm -p 8080:8080 {{tag}} {{args}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${CONTAINERS_CONF:-}" ] && command -v runc >/dev/null; then
+        export CONTAINERS_CONF={{justfile_directory()}}/container/containers.conf
+    fi
+    exec podman run --rm -p 8080:8080 {{tag}} {{args}}
