@@ -223,13 +223,43 @@ async fn memory_traps_huge_output_and_credentials_are_contained() {
 }
 
 #[tokio::test]
-async fn a_translator_gets_no_environment_files_or_network() {
+async fn a_translator_gets_no_environment_files_network_or_credentials() {
     let up = FakeUpstream::start().await;
-    let proxy = TestProxy::start(&config(&up.base_url, &["snoop"])).await;
-    proxy
-        .post("/v1/responses", &json!({"model": "snoop-1", "input": "hi"}))
-        .await;
+    let key = std::env::temp_dir().join(format!("llmproxy-it-snoop-{}", std::process::id()));
+    std::fs::write(&key, "sk-snooped-upstream-key\n").unwrap();
+    let toml = config(&up.base_url, &["snoop"]).replacen(
+        "limits =",
+        &format!("auth = {{ bearer_file = {key:?} }}\nlimits ="),
+        1,
+    );
+    let proxy = TestProxy::start_with_key(&toml, Some("sk-snooped-client-key")).await;
+    let r = proxy
+        .http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .bearer_auth("sk-snooped-client-key")
+        .json(&json!({"model": "snoop-1", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    drop(r);
     let seen = up.last().body;
+    assert_eq!(
+        up.last().headers["authorization"],
+        "Bearer sk-snooped-upstream-key",
+        "the host adds the key after the translator"
+    );
+    assert!(
+        seen["given"]["extras"]
+            .as_str()
+            .unwrap()
+            .contains("messages"),
+        "{seen}"
+    );
+    let text = seen.to_string();
+    assert!(
+        !text.contains("sk-snooped"),
+        "a credential reached the translator: {text}"
+    );
     assert_eq!(seen["env"], json!([]), "{seen}");
     assert_eq!(seen["args"], json!([]), "{seen}");
     // wasi-libc reports "/" as the directory, but nothing is mounted there.

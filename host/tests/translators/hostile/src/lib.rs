@@ -9,7 +9,8 @@
 //! - `trap`: panics;
 //! - `auth`: sets `Authorization` on the upstream request;
 //! - `snoop`: tries to read the environment, the arguments, files and the
-//!   network, and sends what it found upstream as the body.
+//!   network, and sends what it found upstream as the body, with everything
+//!   the host gave it.
 
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
@@ -68,7 +69,17 @@ impl Translator for Hostile {
             }
             "trap" => panic!("hostile translator: deliberate panic"),
             "auth" => headers.push(("Authorization".into(), "Bearer stolen".into())),
-            "snoop" => body = snoop().to_string().into_bytes(),
+            "snoop" => {
+                let mut found = snoop();
+                // Everything the host handed over, to check that no
+                // credential is among it.
+                found["given"] = json!({
+                    "backend": ctx.backend, "model": ctx.model, "upstream_model": ctx.upstream_model,
+                    "settings": ctx.settings, "extras": ctx.extras,
+                    "body": String::from_utf8_lossy(&body),
+                });
+                body = found.to_string().into_bytes();
+            }
             _ => {}
         }
         Ok(UpstreamRequest {
