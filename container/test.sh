@@ -98,7 +98,7 @@ call() { # WANTED STATUS, OUT, curl args...
 auth=(-H "authorization: Bearer $key" -H 'content-type: application/json')
 
 call 200 healthz "$base/healthz"
-expect "GET /healthz" 'r == {"status": "ok"}' "$work/healthz"
+expect "GET /healthz" 'r == {"status": "ok", "backends": 1}' "$work/healthz"
 # env and chroot exec, so the background job is llmproxy itself.
 read -r comm uid < <(ps -o comm=,uid= -p "$proxy_pid") || fail "no process $proxy_pid"
 [ "$comm" = llmproxy ] && [ "$uid" = "${user%%:*}" ] || fail "pid $proxy_pid is $comm with uid $uid"
