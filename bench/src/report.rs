@@ -152,6 +152,38 @@ pub fn chat_body(model: &str, kib: usize, tools: bool, stream: bool) -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// A `[[backends]]` table: an openai backend on a mock.
+pub(crate) fn openai_backend(name: &str, port: u16, models: &str) -> String {
+    format!(
+        "[[backends]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nauth = \"none\"\nmodels = [\"{models}\"]\n"
+    )
+}
+
+/// A gcp-vertex backend on a mock (Gemini and Claude), with Google
+/// credentials in `dir` whose token endpoint is the mock.
+pub(crate) fn vertex_backend(dir: &Path, port: u16) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let adc = dir.join("adc.json");
+    std::fs::write(&adc, json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
+        "token_uri": format!("http://127.0.0.1:{port}/token")}).to_string()).unwrap();
+    format!(
+        "[[backends]]\nname = \"vertex\"\nkind = \"gcp-vertex\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodels = [\"gemini-*\", \"claude-*\"]\n\
+         auth = {{ gcp_credentials_file = {adc:?} }}\nsettings = {{ project = \"bench\", location = \"global\" }}\n"
+    )
+}
+
+/// Writes `dir/llmproxy.toml` with the backends, in order.
+pub(crate) fn write_config(dir: &Path, max_instances: u32, backends: &[String]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("llmproxy.toml");
+    let toml = format!(
+        "[translators]\nmax_instances = {max_instances}\n\n{}",
+        backends.join("\n")
+    );
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
 pub(crate) fn target(port: u16, path: &str, body: Bytes) -> Target {
     Target {
         url: format!("http://127.0.0.1:{port}{path}"),
@@ -238,20 +270,16 @@ pub async fn run(opts: Options) {
     .await;
 
     let dir = std::env::temp_dir().join(format!("llmproxy-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let adc = dir.join("adc.json");
-    std::fs::write(&adc, json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
-        "token_uri": format!("http://127.0.0.1:{}/token", mock.port)}).to_string()).unwrap();
-    let config = dir.join("llmproxy.toml");
-    std::fs::write(&config, format!(
-        "[translators]\nmax_instances = 4000\n\n\
-         [[backends]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{m}/v1\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n\
-         [[backends]]\nname = \"chat60\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{m60}/v1\"\nauth = \"none\"\nmodels = [\"slow60-*\"]\n\n\
-         [[backends]]\nname = \"open\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{s}/v1\"\nauth = \"none\"\nmodels = [\"open-*\"]\n\n\
-         [[backends]]\nname = \"vertex\"\nkind = \"gcp-vertex\"\nbase_url = \"http://127.0.0.1:{m}\"\nmodels = [\"gemini-*\", \"claude-*\"]\n\
-         auth = {{ gcp_credentials_file = {adc:?} }}\nsettings = {{ project = \"bench\", location = \"global\" }}\n",
-        m = mock.port, m60 = mock60.port, s = slow.port
-    )).unwrap();
+    let config = write_config(
+        &dir,
+        4000,
+        &[
+            openai_backend("chat", mock.port, "gpt-*"),
+            openai_backend("chat60", mock60.port, "slow60-*"),
+            openai_backend("open", slow.port, "open-*"),
+            vertex_backend(&dir, mock.port),
+        ],
+    );
 
     // Startup and size.
     let mut ready = Vec::new();

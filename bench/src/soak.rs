@@ -4,7 +4,10 @@
 
 use crate::load::{self, Run};
 use crate::mock::TOKEN;
-use crate::report::{chat_body, rss_mib, spawn_self, start_llmproxy, target};
+use crate::report::{
+    chat_body, openai_backend, rss_mib, spawn_self, start_llmproxy, target, vertex_backend,
+    write_config,
+};
 use bytes::Bytes;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -31,18 +34,14 @@ pub async fn run(opts: Options) {
     )
     .await;
     let dir = std::env::temp_dir().join(format!("llmproxy-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let adc = dir.join("adc.json");
-    std::fs::write(&adc, json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
-        "token_uri": format!("http://127.0.0.1:{}/token", mock.port)}).to_string()).unwrap();
-    let config = dir.join("llmproxy.toml");
-    std::fs::write(&config, format!(
-        "[translators]\nmax_instances = 2000\n\n\
-         [[backends]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{m}/v1\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n\
-         [[backends]]\nname = \"vertex\"\nkind = \"gcp-vertex\"\nbase_url = \"http://127.0.0.1:{m}\"\nmodels = [\"gemini-*\", \"claude-*\"]\n\
-         auth = {{ gcp_credentials_file = {adc:?} }}\nsettings = {{ project = \"bench\", location = \"global\" }}\n",
-        m = mock.port
-    )).unwrap();
+    let config = write_config(
+        &dir,
+        2000,
+        &[
+            openai_backend("chat", mock.port, "gpt-*"),
+            vertex_backend(&dir, mock.port),
+        ],
+    );
     let proxy = start_llmproxy(&llmproxy, &config).await;
     let pid = proxy.child.id();
     let client = load::client();

@@ -20,14 +20,8 @@ use serde_json::Value;
 /// `POST /v1/chat/completions`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
     let mut log = super::access_log("chat", &request);
-    let response = match run(&proxy, request, &mut log).await {
-        Ok(response) => response,
-        Err(e) => {
-            log.failed(&e);
-            e.into_response()
-        }
-    };
-    super::with_request_id(response, &log)
+    let result = run(&proxy, request, &mut log).await;
+    super::respond(result, &mut log)
 }
 
 async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {

@@ -205,6 +205,16 @@ fn access_log(endpoint: &'static str, request: &Request) -> AccessLog {
     AccessLog::start(endpoint, client_id)
 }
 
+/// The client's response for what an endpoint produced, with the log told
+/// of a failure and the request id added.
+fn respond(result: Result<Response, Error>, log: &mut AccessLog) -> Response {
+    let response = result.unwrap_or_else(|e| {
+        log.failed(&e);
+        e.into_response()
+    });
+    with_request_id(response, log)
+}
+
 /// Tells the client the id its request is logged under.
 fn with_request_id(mut response: Response, log: &AccessLog) -> Response {
     if let Ok(value) = HeaderValue::from_str(&log.id) {
