@@ -376,18 +376,6 @@ async fn bad_input_is_a_4xx_saying_what_to_fix() {
     let up = FakeUpstream::start().await;
     let config = format!("[server]\nmax_body_mib = 1\n{}", single(&up.base_url));
     let proxy = TestProxy::start(&config).await;
-    let send = |path: &'static str, body: Vec<u8>| {
-        let req = proxy
-            .http
-            .post(format!("{}{path}", proxy.url))
-            .header("content-type", "application/json")
-            .body(body);
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }
-    };
     let deep = |n: usize| {
         format!(
             r#"{{"model":"m","input":{}"x"{}}}"#,
@@ -493,7 +481,7 @@ async fn bad_input_is_a_4xx_saying_what_to_fix() {
             .chars()
             .take(80)
             .collect::<String>();
-        let (status, v) = send(path, body).await;
+        let (status, v) = proxy.post_raw(path, body).await;
         assert_eq!(status, want, "{path} {shown}: {v}");
         let error = &v["error"];
         for field in ["message", "type", "param", "code"] {

@@ -575,26 +575,15 @@ async fn bad_requests_get_openai_shaped_4xx() {
     let up = FakeUpstream::start().await;
     let config = format!("[server]\nmax_body_mib = 1\n{}", single(&up.base_url));
     let proxy = TestProxy::start(&config).await;
-    let url = format!("{}/v1/responses", proxy.url);
-    let send = |body: Vec<u8>| {
-        let req = proxy
-            .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body);
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }
-    };
-    let (s, v) = send(b"{\"model\": \"m\", ".to_vec()).await;
+    let (s, v) = proxy
+        .post_raw("/v1/responses", b"{\"model\": \"m\", ".to_vec())
+        .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (400, Some("invalid_json")),
         "{v}"
     );
-    let (s, v) = send(b"[1, 2]".to_vec()).await;
+    let (s, v) = proxy.post_raw("/v1/responses", b"[1, 2]".to_vec()).await;
     assert_eq!(s, 400, "{v}");
     assert!(
         v["error"]["message"]
@@ -602,13 +591,17 @@ async fn bad_requests_get_openai_shaped_4xx() {
             .unwrap()
             .contains("JSON object")
     );
-    let (s, v) = send(br#"{"input": "hi"}"#.to_vec()).await;
+    let (s, v) = proxy
+        .post_raw("/v1/responses", br#"{"input": "hi"}"#.to_vec())
+        .await;
     assert_eq!(
         (s, v["error"]["param"].as_str()),
         (400, Some("model")),
         "{v}"
     );
-    let (s, v) = send(br#"{"model": 7, "input": "hi"}"#.to_vec()).await;
+    let (s, v) = proxy
+        .post_raw("/v1/responses", br#"{"model": 7, "input": "hi"}"#.to_vec())
+        .await;
     assert_eq!(s, 400, "{v}");
     assert!(
         v["error"]["message"]
@@ -621,7 +614,7 @@ async fn bad_requests_get_openai_shaped_4xx() {
         r#"{{"model":"m","input":"{}"}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    let (s, v) = send(big.into_bytes()).await;
+    let (s, v) = proxy.post_raw("/v1/responses", big.into_bytes()).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (413, Some("request_too_large")),

@@ -64,6 +64,20 @@ impl TestProxy {
         (status, headers, value)
     }
 
+    /// POSTs raw bytes as JSON: (status, the JSON answer).
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    }
+
     /// POSTs and reads an SSE answer: (status, events, saw `[DONE]`).
     pub async fn post_stream(&self, path: &str, body: &Value) -> (StatusCode, Vec<Value>, bool) {
         let (status, _, text) = self.send(path, body).await;
