@@ -138,6 +138,37 @@ impl Proxy {
             .boxed())
     }
 
+    /// A response the proxy stored (`GET /v1/responses/{id}` without HTTP):
+    /// one made on a backend that keeps no state, with `store` not false.
+    /// A 404 [`Error`] when it is not kept (or is kept by an upstream).
+    pub async fn retrieve_response(&self, id: &str) -> Result<Response, Error> {
+        let record = self.stored(id).await?;
+        match record.response {
+            Some(response) if !record.upstream => typed(Value::Object(response)),
+            _ => Err(Error::NotFound {
+                message: format!(
+                    "Response with id '{id}' is kept by the upstream of backend {:?}; retrieve it over HTTP.",
+                    record.backend
+                ),
+                param: None,
+                code: "response_not_found",
+            }),
+        }
+    }
+
+    /// Forgets a stored response (`DELETE /v1/responses/{id}` without
+    /// HTTP); whether it was kept.
+    pub async fn delete_response(&self, id: &str) -> Result<bool, Error> {
+        self.forget(id).await
+    }
+
+    /// Every input item of a stored response, oldest first: those of the
+    /// responses it continues (input and output) and its own
+    /// (`GET /v1/responses/{id}/input_items` without paging).
+    pub async fn response_input_items(&self, id: &str) -> Result<Vec<Value>, Error> {
+        self.input_items(id).await
+    }
+
     /// A Chat request through the canonical path: converted, reasoning state
     /// the client cannot carry restored, and run with the client's own
     /// request (`raw`) as extras, for Chat-only parameters.

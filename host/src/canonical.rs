@@ -26,6 +26,7 @@ pub(crate) struct RequestHead {
     input: Option<Box<RawValue>>,
     instructions: Option<Box<RawValue>>,
     previous_response_id: Option<Box<RawValue>>,
+    store: Option<Box<RawValue>>,
     tools: Option<Box<RawValue>>,
     tool_choice: Option<Box<RawValue>>,
     truncation: Option<Box<RawValue>>,
@@ -49,7 +50,7 @@ pub(crate) struct RequestHead {
 impl RequestHead {
     /// Parses the head of a Responses request, with client-facing errors.
     pub(crate) fn parse(body: &[u8]) -> Result<RequestHead, Error> {
-        let mut head: RequestHead = parse_body(body, r#"{"model":"...","input":"Hello"}"#)?;
+        let head: RequestHead = parse_body(body, r#"{"model":"...","input":"Hello"}"#)?;
         require_model(head.model.as_deref())?;
         if head.input.is_none() {
             return Err(Error::InvalidRequest {
@@ -59,9 +60,35 @@ impl RequestHead {
             });
         }
         head.check_types()?;
-        // Only its type matters from here on.
-        head.input = None;
         Ok(head)
+    }
+
+    /// The response this request continues (`previous_response_id`).
+    pub(crate) fn previous_response_id(&self) -> Option<String> {
+        raw(&self.previous_response_id).and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// Whether the client lets the response be stored (`store`, default
+    /// true as in the OpenAI API).
+    pub(crate) fn store(&self) -> bool {
+        raw(&self.store).and_then(|v| v.as_bool()).unwrap_or(true)
+    }
+
+    /// Drops the request's `input` (the echo does not need it).
+    pub(crate) fn forget_input(&mut self) {
+        self.input = None;
+    }
+
+    /// Takes the request's `input` out (the echo does not need it) as
+    /// items: a string is one user message.
+    pub(crate) fn take_input(&mut self) -> Vec<Value> {
+        match raw(&self.input.take()) {
+            Some(Value::Array(items)) => items,
+            Some(Value::String(text)) => {
+                vec![json!({"type": "message", "role": "user", "content": text})]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Whether the client asked for a stream.
@@ -74,11 +101,12 @@ impl RequestHead {
     fn check_types(&self) -> Result<(), Error> {
         use JsonType::*;
         type Field<'a> = (&'a str, &'a Option<Box<RawValue>>, &'a [JsonType]);
-        let fields: [Field; 20] = [
+        let fields: [Field; 21] = [
             ("input", &self.input, &[Str, Array]),
             ("stream", &self.stream, &[Bool]),
             ("instructions", &self.instructions, &[Str, Array]),
             ("previous_response_id", &self.previous_response_id, &[Str]),
+            ("store", &self.store, &[Bool]),
             ("tools", &self.tools, &[Array]),
             ("tool_choice", &self.tool_choice, &[Str, Object]),
             ("truncation", &self.truncation, &[Str]),
@@ -330,6 +358,8 @@ pub(crate) struct ResponseMeta {
     /// The model name the client asked for (echoed, even when the backend
     /// maps it to another upstream name).
     pub model: String,
+    /// The proxy stores this response (`store: true` in every snapshot).
+    pub stored: bool,
 }
 
 impl ResponseMeta {
@@ -339,6 +369,7 @@ impl ResponseMeta {
             id: String::new(),
             created_at: crate::ids::unix_now(),
             model: model.to_string(),
+            stored: false,
         }
     }
 }
@@ -401,9 +432,11 @@ pub(crate) fn complete_response(
     if let Some(Value::Object(usage)) = obj.get_mut("usage") {
         complete_usage(usage);
     }
-    // `store`: this proxy keeps no responses; a stateful upstream says
-    // whether it did.
-    if !obj.get("store").is_some_and(Value::is_boolean) {
+    // `store`: whether the proxy keeps it; otherwise a stateful upstream
+    // says whether it did.
+    if meta.stored {
+        obj.insert("store".into(), Value::Bool(true));
+    } else if !obj.get("store").is_some_and(Value::is_boolean) {
         obj.insert("store".into(), Value::Bool(false));
     }
     for key in ECHOED {

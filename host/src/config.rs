@@ -37,6 +37,10 @@ pub struct Config {
     /// only take them inline.
     #[serde(default)]
     pub media: MediaConfig,
+    /// Stored responses: `previous_response_id` and `GET /v1/responses/{id}`
+    /// for backends that keep no state themselves.
+    #[serde(default)]
+    pub responses: ResponsesConfig,
     /// Backends, in routing order: the first whose `models` match wins.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
@@ -82,6 +86,119 @@ impl Default for MediaConfig {
             max_mib: default_media_mib(),
             timeout_secs: default_media_timeout(),
             allow_private_networks: false,
+        }
+    }
+}
+
+/// `[responses]`: where the proxy keeps the responses of backends that
+/// keep none themselves (Chat upstreams, Vertex Gemini, Vertex Claude), so
+/// that clients can continue them with `previous_response_id`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ResponsesConfig {
+    /// `"memory"` (default), `"disk"`, `"redis"` or `"off"`.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Seconds a response is kept after it was last used (created, read or
+    /// continued). Default 86400 (a day).
+    #[serde(default = "default_responses_ttl")]
+    pub ttl_secs: f64,
+    /// `store = "memory"`: the most it holds, in MiB; the least recently
+    /// used responses go first. Default 256.
+    #[serde(default = "default_responses_mib")]
+    pub max_mib: u32,
+    /// `store = "disk"`: the database file (created if missing).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `store = "redis"`: `redis://[:password@]host:port[/db]`,
+    /// `rediss://...` or `redis+unix:///path`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `store = "redis"`: the environment variable holding the URL instead
+    /// (when it carries a password).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// `store = "redis"`: prefix of every key. Default `llmproxy:`.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+/// Where stored responses live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// In this process, bounded by `max_mib`; gone on restart.
+    #[default]
+    Memory,
+    /// A redb file at `path`, surviving restarts (one process per file).
+    Disk,
+    /// A Redis or Valkey server shared by several proxies.
+    Redis,
+    /// Nothing is kept; `previous_response_id` is refused for backends
+    /// that keep no state themselves.
+    Off,
+}
+
+fn default_responses_ttl() -> f64 {
+    86400.0
+}
+fn default_responses_mib() -> u32 {
+    256
+}
+fn default_key_prefix() -> String {
+    "llmproxy:".into()
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig {
+            store: StoreKind::default(),
+            ttl_secs: default_responses_ttl(),
+            max_mib: default_responses_mib(),
+            path: None,
+            url: None,
+            url_env: None,
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+impl ResponsesConfig {
+    /// The Redis URL, from `url` or the variable `url_env` names.
+    pub(crate) fn redis_url(&self) -> Result<Secret, String> {
+        match (&self.url, &self.url_env) {
+            (Some(url), None) => Ok(Secret::new(url.clone())),
+            (None, Some(var)) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret::new)
+                .ok_or_else(|| format!("responses.url_env: the environment variable {var} is not set")),
+            (Some(_), Some(_)) => Err("set responses.url or responses.url_env, not both".into()),
+            (None, None) => Err("store = \"redis\" needs responses.url (e.g. \"redis://127.0.0.1:6379\") or responses.url_env".into()),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(self.ttl_secs > 0.0 && self.ttl_secs.is_finite() && self.ttl_secs < 1e9) {
+            return Err(ConfigError::new(format!(
+                "responses.ttl_secs = {} must be a positive number of seconds",
+                self.ttl_secs
+            )));
+        }
+        if self.max_mib == 0 {
+            return Err(ConfigError::new("responses.max_mib must be at least 1"));
+        }
+        match self.store {
+            StoreKind::Disk if self.path.is_none() => Err(ConfigError::new(
+                "responses: store = \"disk\" needs path = \"/var/lib/llmproxy/responses.redb\" (or another file)",
+            )),
+            StoreKind::Redis => self
+                .redis_url()
+                .map(drop)
+                .map_err(|e| ConfigError::new(format!("responses: {e}"))),
+            _ => Ok(()),
         }
     }
 }
@@ -223,6 +340,24 @@ pub struct BackendConfig {
     /// Seconds before the first retry, doubling for each further one
     /// (a `Retry-After` from the upstream wins). Default 0.5.
     pub retry_backoff_secs: Option<f64>,
+    /// Who keeps Responses conversations (`previous_response_id`, stored
+    /// responses): `"upstream"` (passed through) or `"proxy"` (the
+    /// `[responses]` store). Default: `"upstream"` for `openresponses` and
+    /// for `openai` with `settings.api = "responses"`, else `"proxy"`.
+    #[serde(default)]
+    pub state: Option<StateKeeper>,
+}
+
+/// Who keeps a backend's Responses conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StateKeeper {
+    /// The upstream stores responses itself; the proxy passes
+    /// `previous_response_id` and `store` through.
+    Upstream,
+    /// The upstream answers each request anew; the proxy stores responses.
+    Proxy,
 }
 
 /// `translator = { path, sha256 }`: a translator component of one's own.
@@ -350,6 +485,11 @@ impl Config {
                 t.path = dir.join(&t.path);
             }
         }
+        if let Some(store) = &mut config.responses.path
+            && store.is_relative()
+        {
+            *store = dir.join(&*store);
+        }
         Ok(config)
     }
 
@@ -396,6 +536,7 @@ impl Config {
                 "media.timeout_secs must be more than 0 and at most 3600",
             ));
         }
+        self.responses.check()?;
         let mut names = std::collections::HashSet::new();
         for (i, backend) in self.backends.iter().enumerate() {
             let at = format!("backends[{i}] (name {:?})", backend.name);
@@ -591,6 +732,7 @@ impl BackendConfig {
             total_timeout_secs: None,
             retries: None,
             retry_backoff_secs: None,
+            state: None,
         }
     }
 
@@ -707,6 +849,17 @@ impl BackendConfig {
     }
 
     /// The backend's settings as a JSON object string.
+    /// Who keeps this backend's conversations.
+    pub(crate) fn state(&self) -> StateKeeper {
+        self.state.unwrap_or_else(|| {
+            let api = self.settings.get("api").and_then(toml::Value::as_str);
+            match (self.kind.as_str(), api) {
+                ("openresponses", _) | ("openai", Some("responses")) => StateKeeper::Upstream,
+                _ => StateKeeper::Proxy,
+            }
+        })
+    }
+
     pub(crate) fn settings_json(&self) -> String {
         serde_json::to_string(&self.settings).unwrap_or_else(|_| "{}".into())
     }

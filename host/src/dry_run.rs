@@ -148,9 +148,11 @@ pub async fn dry_run(mut config: Config, input: DryRunInput) -> Result<DryRun, D
         origins.push((prefix, origin));
     }
     config.server.api_key = None;
+    // A dry run keeps nothing, and must not open the server's store.
+    config.responses = crate::config::ResponsesConfig::default();
 
     let tap: Tap = Arc::default();
-    let proxy = Proxy::build(config, Some(tap.clone()), Arc::default())
+    let proxy = Proxy::build(config, Some(tap.clone()), None)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let proxy_addr = serve(proxy.router()).await?;

@@ -50,6 +50,20 @@ pub enum Error {
         /// Which route was asked for.
         message: String,
     },
+    /// A stored response the request names is not there: never stored,
+    /// expired or deleted (404).
+    #[error("{message}")]
+    NotFound {
+        /// Which response, and what to do.
+        message: String,
+        /// The field naming it, if any.
+        param: Option<String>,
+        /// `previous_response_not_found` or `response_not_found`.
+        code: &'static str,
+    },
+    /// The response store cannot be reached (503).
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// The request body is over the configured limit (413).
     #[error("The request body is larger than the limit of {limit_mib} MiB (server.max_body_mib).")]
     PayloadTooLarge {
@@ -145,6 +159,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::Unauthorized(_)
             | Error::ModelNotFound(_)
+            | Error::NotFound { .. }
             | Error::Route { .. }
             | Error::PayloadTooLarge { .. } => ErrorKind::Client,
             Error::Upstream { .. }
@@ -153,7 +168,10 @@ impl Error {
             | Error::UpstreamTimeout { .. }
             | Error::Credentials(_) => ErrorKind::Upstream,
             Error::Translator { .. } => ErrorKind::Translator,
-            Error::Overloaded(_) | Error::ShuttingDown | Error::Internal(_) => ErrorKind::Proxy,
+            Error::Overloaded(_)
+            | Error::ShuttingDown
+            | Error::StoreUnavailable(_)
+            | Error::Internal(_) => ErrorKind::Proxy,
         }
     }
 
@@ -162,7 +180,7 @@ impl Error {
         match self {
             Error::InvalidRequest { .. } | Error::Unsupported { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Error::ModelNotFound(_) | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Route { status, .. } => *status,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Upstream { status, .. } => {
@@ -173,7 +191,9 @@ impl Error {
             | Error::Credentials(_)
             | Error::Translator { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Overloaded(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded(_) | Error::ShuttingDown | Error::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,6 +206,7 @@ impl Error {
                 ..
             } => t,
             Error::Upstream { status, .. } => type_for_status(*status),
+            Error::StoreUnavailable(_) => "server_error",
             other => type_for_status(other.status().as_u16()),
         }
     }
@@ -199,6 +220,8 @@ impl Error {
             }
             Error::Unauthorized(_) => Some("invalid_api_key"),
             Error::ModelNotFound(_) => Some("model_not_found"),
+            Error::NotFound { code, .. } => Some(code),
+            Error::StoreUnavailable(_) => Some("store_unavailable"),
             Error::Route { status, .. } if *status == StatusCode::NOT_FOUND => Some("unknown_url"),
             Error::Route { .. } => Some("method_not_allowed"),
             Error::PayloadTooLarge { .. } => Some("request_too_large"),
@@ -218,7 +241,8 @@ impl Error {
         match self {
             Error::InvalidRequest { param, .. }
             | Error::Unsupported { param, .. }
-            | Error::Upstream { param, .. } => param.as_deref(),
+            | Error::Upstream { param, .. }
+            | Error::NotFound { param, .. } => param.as_deref(),
             Error::ModelNotFound(_) => Some("model"),
             _ => None,
         }

@@ -124,6 +124,7 @@ mod access;
 mod calls;
 mod canonical;
 mod config;
+mod conversation;
 mod credentials;
 #[cfg(feature = "server")]
 mod dry_run;
@@ -135,12 +136,14 @@ mod routing;
 #[cfg(feature = "server")]
 mod server;
 mod signatures;
+mod store;
 mod translator;
 mod upstream;
 
 pub use calls::{ChatCompletionStream, ResponseStream};
 pub use config::{
-    BackendConfig, Config, ConfigError, MediaConfig, Secret, ServerConfig, TranslatorLimits,
+    BackendConfig, Config, ConfigError, MediaConfig, ResponsesConfig, Secret, ServerConfig,
+    StateKeeper, StoreKind, TranslatorLimits,
 };
 #[cfg(feature = "server")]
 pub use dry_run::{
@@ -236,11 +239,11 @@ impl ReloadableProxy {
     /// state remembered for Chat clients carries over. On error nothing
     /// changes.
     pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
-        let signatures = self.current().inner.signatures.clone();
+        let current = self.current().inner;
         // Compiling translator files takes a while: not on a worker thread.
         let runtime = tokio::runtime::Handle::current();
         let next = tokio::task::spawn_blocking(move || {
-            runtime.block_on(Proxy::build(config, None, signatures))
+            runtime.block_on(Proxy::build(config, None, Some(current)))
         })
         .await
         .map_err(|e| ConfigError::new(format!("the reload failed: {e}")))??;

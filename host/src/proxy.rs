@@ -3,12 +3,15 @@
 
 use crate::access::AccessLog;
 use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
-use crate::config::{Auth, BackendConfig, Config, ConfigError, Secret};
+use crate::config::{
+    Auth, BackendConfig, Config, ConfigError, ResponsesConfig, Secret, StateKeeper,
+};
 use crate::credentials::{Credentials, gcp};
 use crate::error::Error;
 use crate::media::MediaFetcher;
 use crate::routing::Routes;
 use crate::signatures::{Learner, SignatureCache};
+use crate::store::Store;
 use crate::translator::{
     self, Context, Limits, Requested, Runtime, StreamInstance, Translator, UpstreamResponse,
 };
@@ -67,6 +70,10 @@ pub(crate) struct Inner {
     pub api_key: Option<Secret>,
     /// Shared by the configurations a reload replaces.
     pub signatures: Arc<SignatureCache>,
+    /// Stored responses; shared by the configurations a reload replaces.
+    pub store: Arc<Store>,
+    /// The settings `store` was opened with.
+    responses: ResponsesConfig,
     media: MediaFetcher,
     /// Receives every canonical response and event (`llmproxy translate`).
     pub tap: Option<Tap>,
@@ -85,6 +92,8 @@ pub(crate) struct Backend {
     /// (first match). `None`: a translator this build does not have.
     translators: Vec<(globset::GlobMatcher, String, Option<Arc<Translator>>)>,
     pub upstream: Upstream,
+    /// Who keeps its Responses conversations.
+    pub state: StateKeeper,
     settings: String,
     model_map: BTreeMap<String, String>,
 }
@@ -181,17 +190,36 @@ impl Proxy {
     /// backends use, asks each to validate its backend's settings, and reads
     /// the credentials.
     pub async fn new(config: Config) -> Result<Proxy, ConfigError> {
-        Self::build(config, None, Arc::default()).await
+        Self::build(config, None, None).await
     }
 
-    /// [`Proxy::new`], handing every canonical response and event to `tap`
-    /// and remembering reasoning state in `signatures`.
+    /// [`Proxy::new`], handing every canonical response and event to `tap`.
+    /// A reload passes the proxy it replaces (`previous`), whose remembered
+    /// reasoning state and response store carry over.
     pub(crate) async fn build(
         config: Config,
         tap: Option<Tap>,
-        signatures: Arc<SignatureCache>,
+        previous: Option<Arc<Inner>>,
     ) -> Result<Proxy, ConfigError> {
         config.check()?;
+        let (signatures, store) = match &previous {
+            Some(p) => {
+                if p.responses != config.responses {
+                    tracing::warn!(
+                        "the [responses] settings changed; they take effect when llmproxy restarts"
+                    );
+                }
+                (p.signatures.clone(), p.store.clone())
+            }
+            None => (
+                Arc::default(),
+                Arc::new(Store::open(&config.responses).map_err(ConfigError::new)?),
+            ),
+        };
+        let responses = match &previous {
+            Some(p) => p.responses.clone(),
+            None => config.responses.clone(),
+        };
         let defaults = &config.translators;
         // The pool's slots fit the largest memory cap any backend has.
         let pool_mib = config
@@ -270,6 +298,7 @@ impl Proxy {
                 models: cfg.models.clone(),
                 translators,
                 upstream,
+                state: cfg.state(),
                 settings,
                 model_map: cfg.model_map.clone(),
             }));
@@ -290,6 +319,8 @@ impl Proxy {
                 max_body_mib: config.server.max_body_mib,
                 api_key: config.server.api_key.clone(),
                 signatures,
+                store,
+                responses,
                 media,
                 tap,
                 _runtime: runtime,
@@ -378,11 +409,13 @@ impl Proxy {
     }
 
     async fn run(&self, body: Bytes, extras: &str, log: &mut AccessLog) -> Result<Outcome, Error> {
-        let head = RequestHead::parse(&body)?;
+        let mut head = RequestHead::parse(&body)?;
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.streaming();
         let backend = self.route(&model)?;
         log.routed(&model, &backend.name, streaming);
+        let plan = self.plan(body, &mut head, &backend, extras == "{}").await?;
+        let body = plan.body;
         let upstream_model = backend.upstream_model(&model);
         let translator = backend.translator(&upstream_model)?.clone();
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
@@ -428,8 +461,14 @@ impl Proxy {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let meta = ResponseMeta::new(&model);
+        let mut meta = ResponseMeta::new(&model);
+        if plan.mint_id {
+            // Upstream ids are not unique enough to key stored responses.
+            meta.id = crate::ids::new_id("resp");
+            meta.stored = true;
+        }
         let echo = head;
+        let keep = plan.keep;
 
         if streaming && is_sse && (200..300).contains(&status) {
             let stream = instance.into_stream(&ctx, &state, status, &headers).await?;
@@ -441,6 +480,10 @@ impl Proxy {
                 (deadline, self.cutoff.clone()),
                 learn,
             );
+            let events = match keep {
+                Some(record) => self.keep_stream(record, events),
+                None => events,
+            };
             return Ok(Outcome::Stream {
                 events,
                 upstream_id,
@@ -469,7 +512,6 @@ impl Proxy {
         if let (Some(proxy), Some(Value::Array(output))) = (&learn, object.get("output")) {
             proxy.inner.signatures.learn(output);
         }
-        let mut meta = meta;
         canonical::complete_response(&mut object, &mut meta, &echo, "completed");
         if streaming {
             // The upstream answered a streaming request in one piece:
@@ -487,10 +529,17 @@ impl Proxy {
                 }
             }
             out.extend(guard.end(&backend.name));
+            let events = futures_util::stream::iter(out).boxed();
             return Ok(Outcome::Stream {
-                events: futures_util::stream::iter(out).boxed(),
+                events: match keep {
+                    Some(record) => self.keep_stream(record, events),
+                    None => events,
+                },
                 upstream_id,
             });
+        }
+        if let Some(record) = &keep {
+            self.keep(record, &mut object).await;
         }
         Ok(Outcome::Complete {
             response: object,

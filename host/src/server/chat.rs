@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// `POST /v1/chat/completions`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("chat", &request);
+    let mut log = super::access_log("chat", request.headers());
     let result = run(&proxy, request, &mut log).await;
     super::respond(result, &mut log)
 }

@@ -88,6 +88,19 @@ pub(crate) fn router(proxy: Live) -> Router {
     let api = Router::new()
         .route("/v1/responses", post(responses::handle))
         .route("/responses", post(responses::handle))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/responses/{id}/input_items", get(responses::input_items))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/chat/completions", post(chat::handle))
         .route("/v1/models", get(models))
@@ -116,7 +129,7 @@ async fn not_found(request: Request) -> Error {
     Error::Route {
         status: StatusCode::NOT_FOUND,
         message: format!(
-            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, POST /v1/chat/completions, GET /v1/models and GET /healthz.",
+            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, GET and DELETE /v1/responses/{{id}}, GET /v1/responses/{{id}}/input_items, POST /v1/chat/completions, GET /v1/models and GET /healthz.",
             request.method(),
             request.uri().path()
         ),
@@ -155,10 +168,10 @@ async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) 
             let path = request.uri().path();
             let endpoint = match () {
                 _ if path.ends_with("/chat/completions") => "chat",
-                _ if path.ends_with("/responses") => "responses",
+                _ if path.contains("/responses") => "responses",
                 _ => "models",
             };
-            let mut log = access_log(endpoint, &request);
+            let mut log = access_log(endpoint, request.headers());
             let error = Error::Unauthorized(message.into());
             log.failed(&error);
             return with_request_id(error.into_response(), &log);
@@ -197,11 +210,8 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
 }
 
 /// The log record of a request, with the client's `x-request-id` if usable.
-fn access_log(endpoint: &'static str, request: &Request) -> AccessLog {
-    let client_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok());
+fn access_log(endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
+    let client_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
     AccessLog::start(endpoint, client_id)
 }
 

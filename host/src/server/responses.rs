@@ -1,18 +1,26 @@
-//! `POST /v1/responses`: canonical output as Responses JSON or SSE.
+//! `POST /v1/responses`: canonical output as Responses JSON or SSE; and the
+//! stored responses: `GET`/`DELETE /v1/responses/{id}`,
+//! `GET /v1/responses/{id}/input_items`.
 
 use crate::access::AccessLog;
+use crate::config::StateKeeper;
+use crate::conversation::{ListQuery, Record, page};
 use crate::error::Error;
-use crate::proxy::{Outcome, Proxy};
-use axum::extract::{Request, State};
+use crate::proxy::{Backend, Outcome, Proxy};
+use crate::translator::UpstreamRequest;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde_json::Value;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// `POST /v1/responses`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("responses", &request);
+    let mut log = super::access_log("responses", request.headers());
     let result = run(&proxy, request, &mut log).await;
     super::respond(result, &mut log)
 }
@@ -59,4 +67,177 @@ fn sse(events: BoxStream<'static, Value>) -> Response {
         Bytes::from(buf)
     });
     super::sse_response(frames)
+}
+
+/// A response id as it may appear in a path: what the proxy and OpenAI
+/// mint (letters, digits, `_`, `-`), so it is safe to pass upstream.
+fn checked_id(id: &str) -> Result<&str, Error> {
+    let plain = (1..=200).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        Ok(id)
+    } else {
+        Err(Error::NotFound {
+            message: format!("Response with id '{id}' not found: that is not a response id."),
+            param: None,
+            code: "response_not_found",
+        })
+    }
+}
+
+/// Where a stored response is.
+enum Holder {
+    /// Kept by the proxy.
+    Local(Record),
+    /// Kept by this backend's upstream.
+    Upstream(Arc<Backend>),
+}
+
+/// Finds who keeps `id`. A response the proxy knows nothing about is asked
+/// of the upstream when exactly one backend keeps its own state.
+async fn locate(proxy: &Proxy, id: &str) -> Result<Holder, Error> {
+    let stateful = || {
+        let mut found = proxy
+            .inner
+            .backends
+            .iter()
+            .filter(|b| b.state == StateKeeper::Upstream);
+        match (found.next(), found.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => None,
+        }
+    };
+    match proxy.stored(id).await {
+        Ok(record) if record.upstream => proxy
+            .inner
+            .backends
+            .iter()
+            .find(|b| b.name == record.backend)
+            .cloned()
+            .map(Holder::Upstream)
+            .ok_or_else(|| Error::NotFound {
+                message: format!(
+                    "Response with id '{id}' is kept by the upstream of backend {:?}, which is no longer configured.",
+                    record.backend
+                ),
+                param: None,
+                code: "response_not_found",
+            }),
+        Ok(record) => Ok(Holder::Local(record)),
+        Err(e @ Error::NotFound { .. }) => stateful().map(Holder::Upstream).ok_or(e),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends a `GET`/`DELETE` on to a stateful backend's upstream and passes its
+/// answer back (credentials scrubbed).
+async fn forward(backend: &Backend, method: &str, path: String) -> Result<Response, Error> {
+    let request = UpstreamRequest {
+        method: method.into(),
+        path,
+        headers: vec![("accept".into(), "application/json".into())],
+        body: Vec::new(),
+        state: String::new(),
+    };
+    let deadline = tokio::time::Instant::now() + backend.upstream.timeouts.total;
+    let answer = backend
+        .upstream
+        .send("passthrough", request, deadline)
+        .await?;
+    let status = answer.status();
+    let body = backend.upstream.read_body(answer, deadline).await?;
+    let body = backend
+        .upstream
+        .redact(String::from_utf8_lossy(&body).into_owned());
+    Ok((
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /v1/responses/{id}`
+pub(super) async fn retrieve(
+    State(proxy): State<Proxy>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut log = super::access_log("responses.retrieve", &headers);
+    let result = async {
+        let id = checked_id(&id)?;
+        match locate(&proxy, id).await? {
+            Holder::Local(record) => {
+                Ok(axum::Json(record.response.unwrap_or_default()).into_response())
+            }
+            Holder::Upstream(backend) => forward(&backend, "GET", format!("/responses/{id}")).await,
+        }
+    }
+    .await;
+    super::respond(result, &mut log)
+}
+
+/// `DELETE /v1/responses/{id}`
+pub(super) async fn delete(
+    State(proxy): State<Proxy>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut log = super::access_log("responses.delete", &headers);
+    let result = async {
+        let id = checked_id(&id)?;
+        match locate(&proxy, id).await? {
+            Holder::Local(_) => {
+                proxy.forget(id).await?;
+                Ok(
+                    axum::Json(json!({"id": id, "object": "response.deleted", "deleted": true}))
+                        .into_response(),
+                )
+            }
+            Holder::Upstream(backend) => {
+                let answer = forward(&backend, "DELETE", format!("/responses/{id}")).await?;
+                if answer.status().is_success() {
+                    proxy.forget(id).await?;
+                }
+                Ok(answer)
+            }
+        }
+    }
+    .await;
+    super::respond(result, &mut log)
+}
+
+/// `GET /v1/responses/{id}/input_items`
+pub(super) async fn input_items(
+    State(proxy): State<Proxy>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let mut log = super::access_log("responses.input_items", &headers);
+    let result = async {
+        let id = checked_id(&id)?;
+        match locate(&proxy, id).await? {
+            Holder::Local(_) => {
+                let Ok(Query(query)) = query else {
+                    return Err(Error::InvalidRequest {
+                        message: "The query is not valid: use after, before, limit (1-100) and order (asc or desc).".into(),
+                        param: None,
+                        code: Some("invalid_value".into()),
+                    });
+                };
+                let items = proxy.input_items(id).await?;
+                Ok(axum::Json(page(items, &query)?).into_response())
+            }
+            Holder::Upstream(backend) => {
+                let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
+                forward(&backend, "GET", format!("/responses/{id}/input_items{query}")).await
+            }
+        }
+    }
+    .await;
+    super::respond(result, &mut log)
 }

@@ -576,7 +576,7 @@ async fn vercel_ai_sdk_openai_compatible() {
 
 /// The README's OpenAI Python SDK usage (installed by `.ci/run` into
 /// `host/tests/python/.venv`): Chat plain, streamed with usage, a tool loop,
-/// and Responses.
+/// and Responses, with a conversation continued by `previous_response_id`.
 #[tokio::test]
 async fn openai_python_sdk() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
@@ -601,6 +601,8 @@ async fn openai_python_sdk() {
         v,
         json!({"plain": "Hello from gpt-x", "streamed": "Hello from gpt-x", "usage": 18,
                "call": ["get_weather", {"city": "Paris"}], "after_tool": "Results: 18C",
-               "responses": "Hello from gpt-x", "last_event": "response.completed"})
+               "responses": "Hello from gpt-x", "last_event": "response.completed",
+               "followup": [true, "Hello from gpt-x"], "input_items": ["message", "message", "message"],
+               "deleted": 404})
     );
 }

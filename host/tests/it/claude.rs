@@ -6,7 +6,7 @@ use crate::spec::{check_response, check_stream};
 use crate::support::*;
 use serde_json::{Value, json};
 
-const MODEL: &str = "claude-sonnet-4-5@20250929";
+pub const MODEL: &str = "claude-sonnet-4-5@20250929";
 
 async fn setup(prefix: &str) -> (FakeVertex, TestProxy) {
     let vertex = FakeVertex::start().await;
@@ -14,7 +14,7 @@ async fn setup(prefix: &str) -> (FakeVertex, TestProxy) {
     (vertex, proxy)
 }
 
-fn weather_tools() -> Value {
+pub fn weather_tools() -> Value {
     json!([{"type": "function", "name": "get_weather", "description": "Weather by city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
            {"type": "function", "name": "get_time", "description": "The time",

@@ -6,6 +6,7 @@
 mod binary;
 mod chat;
 mod claude;
+mod conversations;
 mod examples;
 mod fake_claude;
 mod fake_vertex;

@@ -64,6 +64,18 @@ impl TestProxy {
         (status, headers, value)
     }
 
+    /// Sends a request without a body: (status, the JSON answer).
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    }
+
     /// POSTs raw bytes as JSON: (status, the JSON answer).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let r = self
@@ -837,4 +849,82 @@ pub fn built(path: std::path::PathBuf, how: &str) -> Option<std::path::PathBuf> 
     );
     eprintln!("skipped: {} is not built ({how})", path.display());
     None
+}
+
+/// A real `redis-server` on a free loopback port, stopped when dropped.
+/// `None` (test skipped) when it is not installed, except in CI (`.ci/run`
+/// installs it).
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub async fn start() -> Option<RedisServer> {
+        if std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install redis-server (apt-get install redis-server)"
+            );
+            eprintln!("skipped: install redis-server to enable");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer { child: None, port };
+        server.restart().await;
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, empty: it keeps nothing on disk) and waits
+    /// until it answers PING.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not come up on port {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

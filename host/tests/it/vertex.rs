@@ -82,7 +82,7 @@ const WEATHER: &str = r#"{"type": "function", "name": "get_weather", "descriptio
 const NOW: &str =
     r#"{"type": "function", "name": "now", "parameters": {"type": "object", "properties": {}}}"#;
 
-fn tools() -> Value {
+pub fn tools() -> Value {
     json!([
         serde_json::from_str::<Value>(WEATHER).unwrap(),
         serde_json::from_str::<Value>(NOW).unwrap()

@@ -1,5 +1,7 @@
 """Drives llmproxy with the official OpenAI Python SDK, as the README shows:
-Chat Completions (plain, streamed with usage, a tool loop) and Responses.
+Chat Completions (plain, streamed with usage, a tool loop) and Responses,
+including a conversation continued with previous_response_id and the stored
+response read back, listed and deleted.
 
 Usage: PROXY_URL=http://127.0.0.1:PORT python openai_sdk.py
 Prints one JSON line with what it saw; raises on any failure.
@@ -8,6 +10,7 @@ Prints one JSON line with what it saw; raises on any failure.
 import json
 import os
 
+import openai
 from openai import OpenAI
 
 client = OpenAI(base_url=os.environ["PROXY_URL"] + "/v1", api_key=os.environ.get("LLMPROXY_API_KEY", "unused"))
@@ -36,6 +39,17 @@ second = client.chat.completions.create(model="gpt-x", messages=messages, tools=
 response = client.responses.create(model="gpt-x", input="hi")
 events = [e.type for e in client.responses.create(model="gpt-x", input="hi", stream=True)]
 
+# A conversation the proxy keeps: the second turn sends only its new input.
+followup = client.responses.create(model="gpt-x", input="and again?", previous_response_id=response.id)
+retrieved = client.responses.retrieve(followup.id)
+items = client.responses.input_items.list(followup.id, order="asc")
+client.responses.delete(response.id)
+try:
+    client.responses.retrieve(response.id)
+    deleted = "still there"
+except openai.NotFoundError as e:
+    deleted = e.status_code
+
 print(json.dumps({
     "plain": plain.choices[0].message.content,
     "streamed": text,
@@ -44,4 +58,7 @@ print(json.dumps({
     "after_tool": second.choices[0].message.content,
     "responses": response.output_text,
     "last_event": events[-1],
+    "followup": [followup.previous_response_id == response.id, retrieved.output_text],
+    "input_items": [item.type for item in items.data],
+    "deleted": deleted,
 }))

@@ -1,0 +1,706 @@
+//! Conversation state: `previous_response_id` and stored responses on the
+//! backends that keep none (a Chat upstream, Vertex Gemini, Vertex Claude)
+//! with each store (memory, disk, Redis), and passed through to one that
+//! does (an OpenResponses server).
+
+use crate::claude::{MODEL as CLAUDE, weather_tools};
+use crate::fake_vertex::FakeVertex;
+use crate::spec::{check_response, check_stream};
+use crate::support::*;
+use crate::vertex::tools;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A fresh file for a disk store.
+fn disk_path(name: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("llmproxy-store-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.redb"))
+}
+
+/// A Chat upstream for `gpt-*`, then Vertex for everything else.
+async fn setup(responses: &str) -> (FakeUpstream, FakeVertex, TestProxy) {
+    let up = FakeUpstream::start().await;
+    let vertex = FakeVertex::start().await;
+    let config = format!(
+        "{responses}\n[[backends]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n{}",
+        up.base_url,
+        vertex.config("")
+    );
+    let proxy = TestProxy::start(&config).await;
+    (up, vertex, proxy)
+}
+
+async fn respond(proxy: &TestProxy, body: Value) -> Value {
+    let (status, _, v) = proxy.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{v}");
+    check_response(&v).unwrap();
+    v
+}
+
+/// The response a stream ends with.
+async fn respond_streamed(proxy: &TestProxy, mut body: Value) -> Value {
+    body["stream"] = json!(true);
+    let (status, events, done) = proxy.post_stream("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{events:?}");
+    check_stream(&events).unwrap();
+    assert!(done);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.completed", "{last}");
+    assert_eq!(events[0]["response"]["id"], last["response"]["id"]);
+    assert_eq!(events[0]["response"]["store"], true);
+    last["response"].clone()
+}
+
+/// The text of a Chat message or a Gemini content: a string or its parts.
+fn text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// (role, text) of every message a Chat upstream received.
+fn chat_turns(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_string(), text(&m["content"])))
+        .collect()
+}
+
+fn turns(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(r, t)| (r.to_string(), t.to_string()))
+        .collect()
+}
+
+/// Text turns, a tool loop on Gemini 3 and a thinking tool loop on Claude,
+/// each continued with `previous_response_id` only; a conversation moving
+/// to another backend; reading, listing and deleting stored responses.
+async fn chains(responses: &str) {
+    let (up, vertex, proxy) = setup(responses).await;
+
+    // Text on a Chat upstream: nothing inherited but the items.
+    let r1 = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "instructions": "Be brief.", "input": "Hi"}),
+    )
+    .await;
+    assert_eq!(r1["store"], true);
+    assert_ne!(r1["id"], "resp_upstream_1");
+    let r2 = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r1["id"],
+               "input": [{"role": "user", "content": "And you?"}]}),
+    )
+    .await;
+    assert_eq!(r2["previous_response_id"], r1["id"]);
+    assert_eq!(
+        r2["instructions"],
+        Value::Null,
+        "instructions are not inherited"
+    );
+    assert_eq!(
+        chat_turns(&up.last().body),
+        turns(&[
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "And you?")
+        ])
+    );
+    assert!(up.last().body.get("previous_response_id").is_none());
+    let r3 = respond_streamed(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r2["id"], "input": "Third",
+               "instructions": "Now in French."}),
+    )
+    .await;
+    assert_eq!(
+        chat_turns(&up.last().body),
+        turns(&[
+            ("system", "Now in French."),
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "And you?"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "Third")
+        ])
+    );
+
+    // The same conversation, continued on Gemini: the model routes there.
+    let r4 = respond(
+        &proxy,
+        json!({"model": "gemini-2.5-flash", "previous_response_id": r3["id"], "input": "Fourth"}),
+    )
+    .await;
+    let (_, sent) = vertex.last();
+    let contents: Vec<(String, String)> = sent["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["role"].as_str().unwrap().to_string(), text(&c["parts"])))
+        .collect();
+    assert_eq!(
+        contents,
+        turns(&[
+            ("user", "Hi"),
+            ("model", "Hello from gpt-4o"),
+            ("user", "And you?"),
+            ("model", "Hello from gpt-4o"),
+            ("user", "Third"),
+            ("model", "Hello from gpt-4o"),
+            ("user", "Fourth")
+        ])
+    );
+    assert!(sent.get("systemInstruction").is_none());
+
+    // Stored responses: read back as they were sent, listed, deleted.
+    let id4 = r4["id"].as_str().unwrap();
+    let (status, got) = proxy
+        .call(Method::GET, &format!("/v1/responses/{id4}"))
+        .await;
+    assert_eq!((status, &got), (200, &r4));
+    let (status, list) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{id4}/input_items?order=asc&limit=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let texts: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| text(&i["content"]))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Hi",
+            "Hello from gpt-4o",
+            "And you?",
+            "Hello from gpt-4o",
+            "Third",
+            "Hello from gpt-4o",
+            "Fourth"
+        ]
+    );
+    assert_eq!(list["has_more"], false);
+    let (_, newest) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{id4}/input_items?limit=2"),
+        )
+        .await;
+    assert_eq!(newest["data"][0]["content"][0]["text"].as_str(), None);
+    assert_eq!(
+        text(&newest["data"][0]["content"]),
+        "Fourth",
+        "newest first"
+    );
+    assert_eq!(newest["has_more"], true);
+    let (_, next) = proxy
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/responses/{id4}/input_items?limit=2&after={}",
+                newest["last_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(text(&next["data"][0]["content"]), "Third");
+
+    let id2 = r2["id"].as_str().unwrap();
+    let (status, deleted) = proxy
+        .call(Method::DELETE, &format!("/v1/responses/{id2}"))
+        .await;
+    assert_eq!(
+        (status, deleted),
+        (
+            200,
+            json!({"id": id2, "object": "response.deleted", "deleted": true})
+        )
+    );
+    let (status, gone) = proxy
+        .call(Method::GET, &format!("/v1/responses/{id2}"))
+        .await;
+    assert_eq!(status, 404, "{gone}");
+    assert_eq!(
+        gone["error"]["message"],
+        format!("Response with id '{id2}' not found.")
+    );
+    let (status, _, broken) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": id4, "input": "Fifth"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{broken}");
+    assert_eq!(broken["error"]["code"], "previous_response_not_found");
+    assert_eq!(broken["error"]["param"], "previous_response_id");
+    let message = broken["error"]["message"].as_str().unwrap();
+    assert!(message.contains(id4) && message.contains(id2), "{message}");
+
+    // A Gemini 3 tool loop: the client sends only the tool results back.
+    for stream in [false, true] {
+        let first =
+            json!({"model": "gemini-3-flash", "input": "weather and time, both", "tools": tools()});
+        let r = if stream {
+            respond_streamed(&proxy, first).await
+        } else {
+            respond(&proxy, first).await
+        };
+        let output = r["output"].as_array().unwrap();
+        let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["reasoning", "function_call", "function_call"]);
+        let before = vertex.replayed().len();
+        let next = json!({"model": "gemini-3-flash", "previous_response_id": r["id"], "tools": tools(),
+            "input": [
+                {"type": "function_call_output", "call_id": output[1]["call_id"], "output": "18C"},
+                {"type": "function_call_output", "call_id": output[2]["call_id"], "output": "{\"time\":\"12:00\"}"}]});
+        let done = if stream {
+            respond_streamed(&proxy, next).await
+        } else {
+            respond(&proxy, next).await
+        };
+        assert_eq!(
+            done["output"][0]["content"][0]["text"],
+            r#"Results: 18C, {"time":"12:00"}"#
+        );
+        let replayed = vertex.replayed()[before..].to_vec();
+        assert_eq!(replayed.len(), 1, "the first call's signature came back");
+        assert!(replayed[0].starts_with("SIG-call-"), "{replayed:?}");
+        let (_, sent) = vertex.last();
+        assert_eq!(
+            text(&sent["contents"][0]["parts"]),
+            "weather and time, both"
+        );
+    }
+
+    // A Claude tool loop with thinking: the thinking block comes back.
+    for stream in [false, true] {
+        let first = json!({"model": CLAUDE, "input": "weather in Paris?", "tools": weather_tools(),
+                           "reasoning": {"effort": "low", "summary": "auto"}, "max_output_tokens": 16000});
+        let r = if stream {
+            respond_streamed(&proxy, first).await
+        } else {
+            respond(&proxy, first).await
+        };
+        let output = r["output"].as_array().unwrap();
+        let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+        let replayed = vertex.claude_replayed().len();
+        let next = json!({"model": CLAUDE, "previous_response_id": r["id"], "tools": weather_tools(),
+                          "reasoning": {"effort": "low"}, "max_output_tokens": 16000,
+                          "input": [{"type": "function_call_output", "call_id": output[2]["call_id"], "output": "18C"}]});
+        let done = if stream {
+            respond_streamed(&proxy, next).await
+        } else {
+            respond(&proxy, next).await
+        };
+        assert_eq!(done["output"][1]["content"][0]["text"], "Results: 18C");
+        assert_eq!(vertex.claude_replayed().len(), replayed + 1);
+        let sent = vertex.last().1;
+        assert_eq!(text(&sent["messages"][0]["content"]), "weather in Paris?");
+        assert_eq!(sent["messages"][1]["content"][0]["type"], "thinking");
+    }
+}
+
+#[tokio::test]
+async fn chains_with_the_memory_store() {
+    chains("").await;
+}
+
+#[tokio::test]
+async fn chains_with_the_disk_store() {
+    let path = disk_path("chains");
+    chains(&format!("[responses]\nstore = \"disk\"\npath = {path:?}\n")).await;
+}
+
+#[tokio::test]
+async fn chains_with_the_redis_store() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    chains(&format!(
+        "[responses]\nstore = \"redis\"\nurl = \"{}\"\nkey_prefix = \"chains:\"\n",
+        redis.url()
+    ))
+    .await;
+}
+
+/// A response unused for `ttl_secs` is gone; using one keeps it (and the
+/// conversation before it) another `ttl_secs`.
+async fn expiry(responses: &str) {
+    let (_up, _vertex, proxy) = setup(&format!("{responses}ttl_secs = 1.0\n")).await;
+    let r1 = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r2 = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "Again"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // r1 is 1.2 s old, but was used 0.6 s ago.
+    let r3 = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r2["id"], "input": "More"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": r3["id"], "input": "Late"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["code"], "previous_response_not_found");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r3["id"].as_str().unwrap())
+    );
+    let (status, _) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", r1["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn responses_expire_in_every_store() {
+    expiry("[responses]\n").await;
+    let path = disk_path("expiry");
+    expiry(&format!("[responses]\nstore = \"disk\"\npath = {path:?}\n")).await;
+    if let Some(redis) = RedisServer::start().await {
+        expiry(&format!(
+            "[responses]\nstore = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ))
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn store_false_keeps_nothing_and_unknown_ids_are_404() {
+    let (up, _vertex, proxy) = setup("").await;
+    let r = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "input": "Hi", "store": false}),
+    )
+    .await;
+    assert_eq!(r["store"], false);
+    let id = r["id"].as_str().unwrap();
+    let (status, v) = proxy
+        .call(Method::GET, &format!("/v1/responses/{id}"))
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let streamed = {
+        let body = json!({"model": "gpt-4o", "input": "Hi", "store": false, "stream": true});
+        let (_, events, _) = proxy.post_stream("/v1/responses", &body).await;
+        events.last().unwrap()["response"].clone()
+    };
+    assert_eq!(streamed["store"], false);
+    for id in [id, streamed["id"].as_str().unwrap(), "resp_never_issued"] {
+        let sent = up.received().len();
+        let (status, _, v) = proxy
+            .post(
+                "/v1/responses",
+                &json!({"model": "gpt-4o", "previous_response_id": id, "input": "Again"}),
+            )
+            .await;
+        assert_eq!(status, 404, "{v}");
+        assert_eq!(
+            v["error"],
+            json!({"message": format!("Previous response with id '{id}' not found. It was never stored here (store: false, or another proxy's memory), has expired ([responses] ttl_secs) or was deleted."),
+                   "type": "invalid_request_error", "param": "previous_response_id",
+                   "code": "previous_response_not_found"})
+        );
+        assert_eq!(up.received().len(), sent, "nothing went upstream");
+    }
+    // Chained requests keep nothing either with store: false.
+    let kept = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    let unkept = respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": kept["id"], "input": "Again", "store": false}),
+    )
+    .await;
+    assert_eq!(unkept["store"], false);
+    let (status, _) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", unkept["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Chat requests are never stored; ids that are not ids are refused.
+    let (status, v) = proxy.call(Method::GET, "/v1/responses/..%2Fetc").await;
+    assert_eq!(status, 404, "{v}");
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": 7, "input": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &v["error"]["param"]),
+        (400, &json!("previous_response_id"))
+    );
+}
+
+#[tokio::test]
+async fn store_off_refuses_previous_response_id() {
+    let (up, _vertex, proxy) = setup("[responses]\nstore = \"off\"\n").await;
+    let r = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    assert_eq!(r["store"], false);
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": r["id"], "input": "Again"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store = \"off\""),
+        "{v}"
+    );
+    assert_eq!(up.received().len(), 1);
+}
+
+/// Two proxies behind a load balancer, one Redis: each continues what the
+/// other started.
+#[tokio::test]
+async fn two_proxies_sharing_redis_continue_each_others_conversations() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let responses = format!(
+        "[responses]\nstore = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let (up_a, _va, a) = setup(&responses).await;
+    let (up_b, _vb, b) = setup(&responses).await;
+    let r1 = respond(&a, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    let r2 = respond_streamed(
+        &b,
+        json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "On B"}),
+    )
+    .await;
+    assert_eq!(
+        chat_turns(&up_b.last().body),
+        turns(&[
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "On B")
+        ])
+    );
+    let r3 = respond(
+        &a,
+        json!({"model": "gpt-4o", "previous_response_id": r2["id"], "input": "Back on A"}),
+    )
+    .await;
+    assert_eq!(chat_turns(&up_a.last().body).len(), 5);
+    let (status, got) = b
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", r3["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!((status, got), (200, r3));
+}
+
+/// Redis going away costs conversations, not service: chained requests get
+/// a 503 that says so, the others are answered (and say `store: false`).
+#[tokio::test]
+async fn redis_unavailable_is_a_503_for_chained_requests_only() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let (up, _vertex, proxy) = setup(&format!(
+        "[responses]\nstore = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    ))
+    .await;
+    let r1 = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    redis.stop();
+    let sent = up.received().len();
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "Again"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "store_unavailable");
+    assert_eq!(v["error"]["type"], "server_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Redis at 127.0.0.1:{}", redis.port))
+            && message.contains("Requests without previous_response_id are still served"),
+        "{message}"
+    );
+    assert_eq!(up.received().len(), sent, "nothing went upstream");
+    let r2 = respond(&proxy, json!({"model": "gpt-4o", "input": "Still there?"})).await;
+    assert_eq!(r2["store"], false, "it could not be stored");
+    let streamed =
+        respond_streamed(&proxy, json!({"model": "gpt-4o", "input": "And streamed?"})).await;
+    assert_eq!(streamed["store"], false);
+    let (status, _) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", r1["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 503);
+    // Back (empty: this Redis keeps nothing on disk): new conversations work.
+    redis.restart().await;
+    let r3 = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi again"})).await;
+    assert_eq!(r3["store"], true);
+    respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r3["id"], "input": "Good"}),
+    )
+    .await;
+}
+
+/// The disk store outlives the proxy (the in-process API here: the file
+/// is free as soon as the proxy is dropped).
+#[tokio::test]
+async fn the_disk_store_survives_a_restart() {
+    let up = FakeUpstream::start().await;
+    let path = disk_path("restart");
+    let config = format!(
+        "[responses]\nstore = \"disk\"\npath = {path:?}\n\n[[backends]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"*\"]\n",
+        up.base_url
+    );
+    let request =
+        |v: Value| serde_json::from_value::<llmproxy::api::responses::CreateResponse>(v).unwrap();
+    let first = {
+        let proxy = llmproxy::Proxy::new(llmproxy::Config::from_toml(&config).unwrap())
+            .await
+            .unwrap();
+        let r = proxy
+            .create_response(request(json!({"model": "gpt-4o", "input": "Hi"})))
+            .await
+            .unwrap();
+        let err = llmproxy::Proxy::new(llmproxy::Config::from_toml(&config).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("one llmproxy process per file"),
+            "{err}"
+        );
+        r.id
+    };
+    let proxy = llmproxy::Proxy::new(llmproxy::Config::from_toml(&config).unwrap())
+        .await
+        .unwrap();
+    let r = proxy
+        .create_response(request(
+            json!({"model": "gpt-4o", "previous_response_id": first, "input": "Again"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.extra["previous_response_id"], json!(first));
+    // The in-process API reads, lists and deletes stored responses too.
+    let (first, second) = (first.unwrap(), r.id.clone().unwrap());
+    let got = proxy.retrieve_response(&second).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&r).unwrap()
+    );
+    let items = proxy.response_input_items(&second).await.unwrap();
+    let texts: Vec<String> = items.iter().map(|i| text(&i["content"])).collect();
+    assert_eq!(texts, ["Hi", "Hello from gpt-4o", "Again"]);
+    assert!(proxy.delete_response(&first).await.unwrap());
+    assert!(!proxy.delete_response(&first).await.unwrap());
+    let err = proxy.retrieve_response(&first).await.unwrap_err();
+    assert_eq!(err.status(), 404);
+    assert_eq!(
+        chat_turns(&up.last().body),
+        turns(&[
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "Again")
+        ])
+    );
+}
+
+/// An upstream that keeps state itself gets `previous_response_id` as sent,
+/// and the stored-response endpoints are passed on to it.
+#[tokio::test]
+async fn stateful_upstreams_get_it_passed_through() {
+    let up = FakeUpstream::start().await;
+    let proxy = TestProxy::start(&single(&up.base_url)).await;
+    let r = respond(&proxy, json!({"model": "m", "input": "Hi"})).await;
+    assert_eq!(r["id"], "resp_upstream_1", "the upstream's own id");
+    respond(
+        &proxy,
+        json!({"model": "m", "previous_response_id": "resp_upstream_1", "input": "Again"}),
+    )
+    .await;
+    let sent = up.last().body;
+    assert_eq!(sent["previous_response_id"], "resp_upstream_1");
+    assert_eq!(sent["input"], "Again", "not expanded");
+
+    let stored = response_object("m", "completed", "Hello");
+    up.script([
+        Reply::Json(200, stored.clone(), vec![]),
+        Reply::Json(200, json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false}), vec![]),
+        Reply::Json(200, json!({"id": "resp_upstream_1", "object": "response.deleted", "deleted": true}), vec![]),
+        Reply::Json(404, json!({"error": {"message": "Response with id 'resp_gone' not found.", "type": "invalid_request_error", "param": null, "code": null}}), vec![]),
+    ]);
+    let (status, got) = proxy
+        .call(Method::GET, "/v1/responses/resp_upstream_1")
+        .await;
+    assert_eq!((status, got), (200, stored));
+    let (status, _) = proxy
+        .call(
+            Method::GET,
+            "/v1/responses/resp_upstream_1/input_items?limit=5&order=asc",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, got) = proxy
+        .call(Method::DELETE, "/v1/responses/resp_upstream_1")
+        .await;
+    assert_eq!((status, got["deleted"].clone()), (200, json!(true)));
+    let (status, got) = proxy.call(Method::GET, "/v1/responses/resp_gone").await;
+    assert_eq!(status, 404, "{got}");
+    let asked: Vec<(String, String)> = up
+        .received()
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let expect = [
+        ("GET", "/v1/responses/resp_upstream_1"),
+        ("GET", "/v1/responses/resp_upstream_1/input_items"),
+        ("DELETE", "/v1/responses/resp_upstream_1"),
+        ("GET", "/v1/responses/resp_gone"),
+    ];
+    assert_eq!(
+        asked,
+        expect
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    );
+}
