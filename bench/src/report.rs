@@ -592,8 +592,10 @@ pub async fn run(opts: Options) {
         "| path | TTFT p50 | TTFT delta | total p50 | per-event delta |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-    let responses_stream = |model: &str| {
-        Bytes::from(json!({"model": model, "stream": true, "input": [{"role": "user", "content": "Write."}], "max_output_tokens": 256}).to_string())
+    // `store` true (the API default) keeps each response in the proxy's
+    // memory store; the store: false row shows what that costs.
+    let responses_stream = |model: &str, store: bool| {
+        Bytes::from(json!({"model": model, "stream": true, "store": store, "input": [{"role": "user", "content": "Write."}], "max_output_tokens": 256}).to_string())
     };
     let pairs = [
         (
@@ -606,7 +608,20 @@ pub async fn run(opts: Options) {
             target(
                 proxy.port,
                 "/v1/responses",
-                responses_stream("gemini-2.5-flash"),
+                responses_stream("gemini-2.5-flash", true),
+            ),
+        ),
+        (
+            "Responses → Gemini, store: false",
+            target(
+                mock.port,
+                &format!("{GEMINI_PATH}:streamGenerateContent?alt=sse"),
+                chat_body("x", 1, false, false),
+            ),
+            target(
+                proxy.port,
+                "/v1/responses",
+                responses_stream("gemini-2.5-flash", false),
             ),
         ),
         (
@@ -619,7 +634,7 @@ pub async fn run(opts: Options) {
             target(
                 proxy.port,
                 "/v1/responses",
-                responses_stream("claude-sonnet-4-5"),
+                responses_stream("claude-sonnet-4-5", true),
             ),
         ),
         (

@@ -55,6 +55,11 @@ fn previous_of(record: &[u8]) -> Option<String> {
         .and_then(|l| l.previous_response_id)
 }
 
+/// Whether a stored record only points at a stateful upstream.
+fn is_pointer(record: &[u8]) -> bool {
+    serde_json::from_slice::<Record>(record).is_ok_and(|r| r.upstream)
+}
+
 fn unavailable(e: StoreError) -> Error {
     Error::StoreUnavailable(format!(
         "{e}. Requests without previous_response_id are still served."
@@ -275,9 +280,11 @@ impl Proxy {
             .chain(id, previous_of)
             .await
             .map_err(unavailable)?;
-        if chain.records.is_empty() {
+        if chain.records.is_empty() || chain.records.first().is_some_and(|r| is_pointer(r)) {
             return Err(Error::NotFound {
-                message: format!("Response with id '{id}' not found."),
+                message: format!(
+                    "Response with id '{id}' not found (among those this proxy keeps)."
+                ),
                 param: None,
                 code: "response_not_found",
             });

@@ -3,7 +3,7 @@
 use anyhow::{Context as _, bail};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use llmproxy::{BackendConfig, Config, Proxy, ReloadableProxy, Secret};
+use llmproxy::{BackendConfig, Config, Proxy, ReloadableProxy, Secret, StoreKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -334,12 +334,26 @@ async fn translate(
     Ok(())
 }
 
-async fn run(config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> {
+async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let grace = config.server.shutdown_timeout_secs;
     let summary = summary(&config);
     let auth = config.server.api_key.is_some();
     let watched = watched_files(&config);
+    if cli.check_config
+        && let Some(path) = config.responses.path.take()
+    {
+        // The file belongs to the running proxy (one process per file):
+        // check only that it can be created.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            bail!(
+                "responses.path = {}: the directory does not exist",
+                path.display()
+            );
+        }
+        config.responses.store = StoreKind::Memory;
+    }
     let proxy = Proxy::new(config).await?;
     if cli.check_config {
         println!("config OK");

@@ -211,10 +211,11 @@ impl Proxy {
                 }
                 (p.signatures.clone(), p.store.clone())
             }
-            None => (
-                Arc::default(),
-                Arc::new(Store::open(&config.responses).map_err(ConfigError::new)?),
-            ),
+            None => {
+                let store = Store::open(&config.responses).map_err(ConfigError::new)?;
+                tracing::info!("stored responses: {}", store.describe());
+                (Arc::default(), Arc::new(store))
+            }
         };
         let responses = match &previous {
             Some(p) => p.responses.clone(),

@@ -47,6 +47,28 @@ impl Store {
         })
     }
 
+    /// Where responses are kept, for the startup log (no credentials).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Store::Off => "not kept ([responses] store = \"off\")".into(),
+            Store::Memory(m) => format!(
+                "kept in memory (at most {} MiB, {} s after last use)",
+                m.cap / (1024 * 1024),
+                m.ttl.as_secs_f64()
+            ),
+            Store::Disk(d) => format!(
+                "kept in {} ({} s after last use)",
+                d.path.display(),
+                d.ttl.as_secs_f64()
+            ),
+            Store::Redis(r) => format!(
+                "kept in Redis at {} ({} s after last use)",
+                r.shown,
+                r.ttl_ms as f64 / 1000.0
+            ),
+        }
+    }
+
     /// Whether responses can be kept at all.
     pub(crate) fn is_on(&self) -> bool {
         !matches!(self, Store::Off)
@@ -381,24 +403,34 @@ impl Disk {
             Err(e) => return Err(self.fail(e)),
         };
         let now = unix_ms();
-        let mut ids = Vec::new();
+        let ttl = self.ttl.as_millis() as u64;
+        // Records whose expiry to push back: only those a tenth of the ttl
+        // older than fresh, so a long conversation is not rewritten on
+        // every turn.
+        let mut stale = Vec::new();
         let chain = walk(
             id,
             |id| {
                 let value = table.get(id).map_err(|e| self.fail(e))?;
-                let record = value.and_then(|v| Disk::live(v.value(), now).map(<[u8]>::to_vec));
-                if record.is_some() {
-                    ids.push(id.to_string());
+                let Some(value) = value else { return Ok(None) };
+                let value = value.value();
+                let Some(record) = Disk::live(value, now) else {
+                    return Ok(None);
+                };
+                let expires = value
+                    .first_chunk::<8>()
+                    .map_or(0, |e| u64::from_be_bytes(*e));
+                if expires.saturating_sub(now) < ttl - ttl / 10 {
+                    stale.push((id.to_string(), record.to_vec()));
                 }
-                Ok(record)
+                Ok(Some(record.to_vec()))
             },
             previous,
         )?;
         drop(table);
         drop(tx);
-        let touched: Vec<(String, Vec<u8>)> = ids.into_iter().zip(chain.records.clone()).collect();
-        if !touched.is_empty() {
-            self.write(&touched, false)?;
+        if !stale.is_empty() {
+            self.write(&stale, false)?;
         }
         Ok(chain)
     }
@@ -548,15 +580,15 @@ mod tests {
 
     #[test]
     fn memory_forgets_after_the_ttl_since_last_use() {
-        let m = Memory::new(Duration::from_millis(150), 1 << 20);
+        let m = Memory::new(Duration::from_millis(400), 1 << 20);
         m.put("a", b"after:b".to_vec());
         m.put("b", b"root".to_vec());
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         let chain = walk("a", |id| Ok(m.get(id)), previous).unwrap();
         assert_eq!((chain.records.len(), chain.missing), (2, None));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         assert!(m.get("b").is_some(), "the walk kept it alive");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(600));
         assert!(m.get("a").is_none() && m.get("b").is_none());
     }
 
@@ -575,7 +607,7 @@ mod tests {
             let err = Disk::open(&path, Duration::from_secs(60)).unwrap_err();
             assert!(err.contains("one llmproxy process per file"), "{err}");
         }
-        let d = Disk::open(&path, Duration::from_millis(100)).unwrap();
+        let d = Disk::open(&path, Duration::from_millis(400)).unwrap();
         let chain = d.chain("a", previous).unwrap();
         assert_eq!(chain.records.len(), 2, "kept across reopening");
         assert!(d.delete("b").unwrap() && !d.delete("b").unwrap());
@@ -584,11 +616,18 @@ mod tests {
             (chain.records.len(), chain.missing.as_deref()),
             (1, Some("b"))
         );
-        std::thread::sleep(Duration::from_millis(150));
-        let chain = d.chain("a", previous).unwrap();
+        d.put("c", b"root").unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(d.chain("c", previous).unwrap().records.len(), 1);
+        std::thread::sleep(Duration::from_millis(250));
+        // 500 ms after it was written and still there: the read at 250 ms
+        // renewed it.
+        assert_eq!(d.chain("c", previous).unwrap().records.len(), 1);
+        std::thread::sleep(Duration::from_millis(600));
+        let chain = d.chain("c", previous).unwrap();
         assert_eq!(
             (chain.records.len(), chain.missing.as_deref()),
-            (0, Some("a"))
+            (0, Some("c"))
         );
         drop(d);
         std::fs::remove_dir_all(&dir).unwrap();

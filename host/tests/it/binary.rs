@@ -230,6 +230,22 @@ fn startup_errors_name_the_problem_and_the_fix() {
             "base_url is required",
         ),
         ("", "no backends configured"),
+        (
+            "[responses]\nstore = \"redis\"\n[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
+            "needs responses.url",
+        ),
+        (
+            "[responses]\nstore = \"disk\"\n[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
+            "store = \"disk\" needs path",
+        ),
+        (
+            "[responses]\nstore = \"disk\"\npath = \"/nonexistent-dir/r.redb\"\n[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
+            "the directory does not exist",
+        ),
+        (
+            "[responses]\nstore = \"sqlite\"\n[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"http://x/v1\"\nmodels = [\"*\"]\n",
+            "expected one of `memory`, `disk`, `redis`, `off`",
+        ),
     ];
     for (i, (toml, needle)) in cases.iter().enumerate() {
         let path = dir.join(format!("c{i}.toml"));
@@ -918,4 +934,67 @@ async fn trace_logs_never_show_a_secret_and_each_request_is_one_json_record() {
     assert_eq!(records[3]["outcome"], "error");
     assert_eq!(records[4]["status"], 401);
     assert!(records[4]["backend"].is_null());
+}
+
+/// A disk store as a user runs it: the file (relative to the config file)
+/// outlives the process, `--check-config` leaves it to the running proxy,
+/// and a second proxy on the same file is refused.
+#[tokio::test]
+async fn a_disk_store_keeps_conversations_across_restarts() {
+    let up = FakeUpstream::start().await;
+    let path = config_file(
+        "disk-store",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[responses]\nstore = \"disk\"\npath = \"responses.redb\"\n\n{}auth = \"none\"\n",
+            backend("openai", &up.base_url, "")
+        ),
+    );
+    let _ = std::fs::remove_file(path.with_file_name("responses.redb"));
+    let config = path.to_str().unwrap();
+    let ask = |url: String, body: Value| async move {
+        let r = client()
+            .post(format!("{url}/v1/responses"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let mut first = spawn(&["-c", config], &[]);
+    assert!(
+        first
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("stored responses: kept in") && l.contains("responses.redb")),
+        "the store is logged at startup"
+    );
+    let (status, r1) = ask(first.url.clone(), json!({"model": "gpt-4o", "input": "Hi"})).await;
+    assert_eq!(status, 200, "{r1}");
+    let (ok, out, err) = run(&["--check-config", "-c", config], &[]);
+    assert!(ok && out.contains("config OK"), "{err}");
+    let (ok, _, err) = run(&["-c", config, "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        !ok && err.contains("one llmproxy process per file"),
+        "{err}"
+    );
+    assert_eq!(stop(&mut first, "-TERM").0, Some(0));
+
+    let second = spawn(&["-c", config], &[]);
+    let (status, r2) = ask(
+        second.url.clone(),
+        json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "Still there?"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r2}");
+    let sent = up.last().body;
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"]);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

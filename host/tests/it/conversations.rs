@@ -704,3 +704,118 @@ async fn stateful_upstreams_get_it_passed_through() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The kept items are canonical: a tool loop started on Claude continues on
+/// Gemini, then on a Chat upstream, each strict about call/result pairing.
+#[tokio::test]
+async fn a_tool_loop_moves_between_backends() {
+    let (up, vertex, proxy) = setup("").await;
+    let r1 = respond(
+        &proxy,
+        json!({"model": CLAUDE, "input": "weather in Paris?", "tools": weather_tools(),
+               "reasoning": {"effort": "low"}, "max_output_tokens": 16000}),
+    )
+    .await;
+    let call = r1["output"][2].clone();
+    assert_eq!(call["type"], "function_call");
+    let r2 = respond(
+        &proxy,
+        json!({"model": "gemini-2.5-flash", "previous_response_id": r1["id"], "tools": weather_tools(),
+               "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "18C"}]}),
+    )
+    .await;
+    assert_eq!(r2["output"][0]["content"][0]["text"], "Results: 18C");
+    let (_, sent) = vertex.last();
+    let roles: Vec<&str> = sent["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user"]);
+    assert_eq!(
+        sent["contents"][1]["parts"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["functionCall"]["name"],
+        "get_weather"
+    );
+    assert_eq!(
+        sent["contents"][2]["parts"][0]["functionResponse"]["name"],
+        "get_weather"
+    );
+
+    respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r2["id"], "input": "Thanks"}),
+    )
+    .await;
+    let sent = up.last().body;
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    assert_eq!(
+        sent["messages"][2]["tool_call_id"],
+        sent["messages"][1]["tool_calls"][0]["id"]
+    );
+}
+
+/// A conversation the proxy kept continues on a backend whose upstream
+/// keeps state: it gets the whole conversation, and its answer is kept too.
+#[tokio::test]
+async fn a_kept_conversation_continues_on_a_stateful_backend() {
+    let chat = FakeUpstream::start().await;
+    let stateful = FakeUpstream::start().await;
+    let proxy = TestProxy::start(&format!(
+        "[[backends]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n{}",
+        chat.base_url,
+        single(&stateful.base_url)
+    ))
+    .await;
+    let r1 = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    let r2 = respond(
+        &proxy,
+        json!({"model": "m", "previous_response_id": r1["id"], "input": "Over there?"}),
+    )
+    .await;
+    let sent = stateful.last().body;
+    assert!(sent.get("previous_response_id").is_none(), "{sent}");
+    let texts: Vec<String> = sent["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| text(&i["content"]))
+        .collect();
+    assert_eq!(texts, ["Hi", "Hello from gpt-4o", "Over there?"]);
+    let (status, got) = proxy
+        .call(
+            Method::GET,
+            &format!("/v1/responses/{}", r2["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!((status, &got["id"]), (200, &r2["id"]), "kept by the proxy");
+    respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r2["id"], "input": "Back"}),
+    )
+    .await;
+    assert_eq!(
+        chat_turns(&chat.last().body),
+        turns(&[
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "Over there?"),
+            ("assistant", "Hello from m"),
+            ("user", "Back")
+        ])
+    );
+}

@@ -86,3 +86,48 @@ async fn proxy_post(http: &reqwest::Client, url: &str) -> (u16, (), serde_json::
         .unwrap();
     (r.status().as_u16(), (), r.json().await.unwrap())
 }
+
+/// Stored responses outlive a reload: a conversation started before it
+/// continues after it, on the new upstream.
+#[tokio::test]
+async fn stored_responses_survive_a_reload() {
+    let (old, new) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let chat = |base_url: &str, ttl: u32| {
+        llmproxy::Config::from_toml(&format!(
+            "[responses]\nttl_secs = {ttl}\n[[backends]]\nname = \"main\"\nkind = \"openai\"\nauth = \"none\"\nbase_url = \"{base_url}\"\nmodels = [\"*\"]\n"
+        ))
+        .unwrap()
+    };
+    let proxy = llmproxy::ReloadableProxy::new(
+        llmproxy::Proxy::new(chat(&old.base_url, 3600))
+            .await
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, proxy.router()).into_future());
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(no_tls())
+        .build()
+        .unwrap();
+    let (status, _, r1) = proxy_post(&http, &url).await;
+    assert_eq!(status, 200, "{r1}");
+    // A changed [responses] table waits for a restart; the store stays.
+    proxy.reload(chat(&new.base_url, 1)).await.unwrap();
+    let r = http
+        .post(format!("{url}/v1/responses"))
+        .json(&json!({"model": "m", "previous_response_id": r1["id"], "input": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let messages = new.last().body["messages"].as_array().unwrap().len();
+    assert_eq!(messages, 3, "hi, the answer, again");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = http
+        .get(format!("{url}/v1/responses/{}", r1["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "still the first ttl_secs (3600)");
+}
