@@ -145,14 +145,13 @@ impl Proxy {
         let record = self.stored(id).await?;
         match record.response {
             Some(response) if !record.upstream => typed(Value::Object(response)),
-            _ => Err(Error::NotFound {
-                message: format!(
-                    "Response with id '{id}' is kept by the upstream of backend {:?}; retrieve it over HTTP.",
+            _ => Err(crate::conversation::response_not_found(
+                id,
+                &format!(
+                    " here: it is kept by the upstream of backend {:?}; retrieve it over HTTP",
                     record.backend
                 ),
-                param: None,
-                code: "response_not_found",
-            }),
+            )),
         }
     }
 

@@ -111,10 +111,11 @@ pub struct ResponsesConfig {
     /// `store = "disk"`: the database file (created if missing).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// `store = "redis"`: `redis://[:password@]host:port[/db]`,
-    /// `rediss://...` or `redis+unix:///path`.
+    /// `store = "redis"`: `redis://[:password@]host:port[/db]` or
+    /// `redis+unix:///path` (kept out of `Debug` output: it may hold a
+    /// password).
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Secret>,
     /// `store = "redis"`: the environment variable holding the URL instead
     /// (when it carries a password).
     #[serde(default)]
@@ -169,7 +170,7 @@ impl ResponsesConfig {
     /// The Redis URL, from `url` or the variable `url_env` names.
     pub(crate) fn redis_url(&self) -> Result<Secret, String> {
         match (&self.url, &self.url_env) {
-            (Some(url), None) => Ok(Secret::new(url.clone())),
+            (Some(url), None) => Ok(url.clone()),
             (None, Some(var)) => std::env::var(var)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
@@ -400,6 +401,12 @@ impl Secret {
     /// The secret itself.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
     }
 }
 
@@ -848,7 +855,6 @@ impl BackendConfig {
         }
     }
 
-    /// The backend's settings as a JSON object string.
     /// Who keeps this backend's conversations.
     pub(crate) fn state(&self) -> StateKeeper {
         self.state.unwrap_or_else(|| {
@@ -860,6 +866,7 @@ impl BackendConfig {
         })
     }
 
+    /// The backend's settings as a JSON object string.
     pub(crate) fn settings_json(&self) -> String {
         serde_json::to_string(&self.settings).unwrap_or_else(|_| "{}".into())
     }

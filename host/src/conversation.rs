@@ -55,9 +55,18 @@ fn previous_of(record: &[u8]) -> Option<String> {
         .and_then(|l| l.previous_response_id)
 }
 
-/// Whether a stored record only points at a stateful upstream.
-fn is_pointer(record: &[u8]) -> bool {
-    serde_json::from_slice::<Record>(record).is_ok_and(|r| r.upstream)
+fn decode(record: &[u8]) -> Result<Record, Error> {
+    serde_json::from_slice(record)
+        .map_err(|e| Error::Internal(format!("a stored response cannot be read: {e}")))
+}
+
+/// The 404 for a response this proxy does not keep.
+pub(crate) fn response_not_found(id: &str, detail: &str) -> Error {
+    Error::NotFound {
+        message: format!("Response with id '{id}' not found{detail}."),
+        param: None,
+        code: "response_not_found",
+    }
 }
 
 fn unavailable(e: StoreError) -> Error {
@@ -90,83 +99,81 @@ impl Proxy {
     ) -> Result<Plan, Error> {
         let store = &self.inner.store;
         let keep = responses_client && head.store() && store.is_on();
-        let previous = head.previous_response_id();
         let local_keeper = backend.state == StateKeeper::Proxy;
-        let Some(previous) = previous else {
-            let record = match (keep, local_keeper) {
-                (false, _) => None,
-                (true, true) => Some(Record {
+        // What a stateful upstream answers is kept as a pointer to it.
+        let pointer = || {
+            keep.then(|| Record {
+                backend: backend.name.clone(),
+                upstream: true,
+                ..Record::default()
+            })
+        };
+        let Some(previous) = head.previous_response_id() else {
+            if keep && local_keeper {
+                let record = Record {
+                    backend: backend.name.clone(),
                     input: head.take_input(),
                     ..Record::default()
-                }),
-                (true, false) => Some(Record {
-                    upstream: true,
-                    ..Record::default()
-                }),
-            };
-            if record.as_ref().is_none_or(|r| r.upstream) {
-                head.forget_input();
+                };
+                return Ok(Plan {
+                    body,
+                    keep: Some(record),
+                    mint_id: true,
+                });
             }
+            head.forget_input();
             return Ok(Plan {
                 body,
-                mint_id: local_keeper && record.is_some(),
-                keep: record.map(|r| Record {
-                    backend: backend.name.clone(),
-                    ..r
-                }),
+                keep: pointer(),
+                mint_id: false,
             });
         };
-        let pass_through = || Plan {
-            body: body.clone(),
-            keep: None,
-            mint_id: false,
-        };
-        if !store.is_on() {
-            if !local_keeper {
-                head.forget_input();
-                return Ok(pass_through());
-            }
-            return Err(Error::InvalidRequest {
-                message: format!(
-                    "previous_response_id cannot be used with backend {:?}: this proxy keeps no responses ([responses] store = \"off\"). Send the whole conversation in `input` instead.",
-                    backend.name
-                ),
-                param: Some("previous_response_id".into()),
-                code: Some("previous_response_not_found".into()),
-            });
-        }
         let chain = store
             .chain(&previous, previous_of)
             .await
             .map_err(unavailable)?;
-        let mut records = Vec::with_capacity(chain.records.len());
-        for bytes in &chain.records {
-            let record: Record = serde_json::from_slice(bytes)
-                .map_err(|e| Error::Internal(format!("a stored response cannot be read: {e}")))?;
-            records.push(record);
-        }
+        let records = chain
+            .records
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<Record>, Error>>()?;
+        let elsewhere = |kept_by: &str| Error::InvalidRequest {
+            message: format!(
+                "Previous response with id '{previous}' is kept by the upstream of backend {kept_by:?}, so it cannot be continued on backend {:?}. Use a model that backend serves, or send the whole conversation in `input`.",
+                backend.name
+            ),
+            param: Some("previous_response_id".into()),
+            code: Some("previous_response_not_found".into()),
+        };
         match records.first() {
-            None if !local_keeper => {
-                // Perhaps the upstream has it.
-                head.forget_input();
-                return Ok(pass_through());
-            }
-            None => return Err(not_found(&previous, None)),
-            Some(first) if first.upstream => {
-                if !local_keeper {
-                    head.forget_input();
-                    return Ok(pass_through());
+            // Not kept here, or only as a pointer: the upstream has it.
+            None if !local_keeper => {}
+            Some(first) if first.upstream && !local_keeper => {
+                if first.backend != backend.name {
+                    return Err(elsewhere(&first.backend));
                 }
+            }
+            Some(first) if first.upstream => return Err(elsewhere(&first.backend)),
+            Some(_) => {}
+            None if !store.is_on() => {
                 return Err(Error::InvalidRequest {
                     message: format!(
-                        "Previous response with id '{previous}' is kept by the upstream of backend {:?}, which cannot continue on backend {:?}. Use a model that backend serves, or send the whole conversation in `input`.",
-                        first.backend, backend.name
+                        "previous_response_id cannot be used with backend {:?}: this proxy keeps no responses ([responses] store = \"off\"). Send the whole conversation in `input` instead.",
+                        backend.name
                     ),
                     param: Some("previous_response_id".into()),
                     code: Some("previous_response_not_found".into()),
                 });
             }
-            Some(_) => {}
+            None => return Err(not_found(&previous, None)),
+        }
+        if records.first().is_none_or(|r| r.upstream) {
+            head.forget_input();
+            return Ok(Plan {
+                body,
+                keep: pointer(),
+                mint_id: false,
+            });
         }
         if let Some(missing) = &chain.missing {
             return Err(not_found(&previous, Some(missing)));
@@ -185,7 +192,8 @@ impl Proxy {
         let body = expanded(&body, items)?;
         Ok(Plan {
             body,
-            mint_id: local_keeper && keep,
+            // Kept by the proxy whoever answers: the conversation is here.
+            mint_id: keep,
             keep: keep.then(|| Record {
                 backend: backend.name.clone(),
                 previous_response_id: Some(previous),
@@ -256,14 +264,10 @@ impl Proxy {
             .chain(id, |_| None)
             .await
             .map_err(unavailable)?;
-        let missing = || Error::NotFound {
-            message: format!("Response with id '{id}' not found."),
-            param: None,
-            code: "response_not_found",
-        };
-        let bytes = chain.records.first().ok_or_else(missing)?;
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::Internal(format!("a stored response cannot be read: {e}")))
+        match chain.records.first() {
+            Some(bytes) => decode(bytes),
+            None => Err(response_not_found(id, "")),
+        }
     }
 
     /// Forgets the response `id`; whether it was kept.
@@ -280,19 +284,23 @@ impl Proxy {
             .chain(id, previous_of)
             .await
             .map_err(unavailable)?;
-        if chain.records.is_empty() || chain.records.first().is_some_and(|r| is_pointer(r)) {
-            return Err(Error::NotFound {
-                message: format!(
-                    "Response with id '{id}' not found (among those this proxy keeps)."
-                ),
-                param: None,
-                code: "response_not_found",
-            });
+        if let Some(missing) = chain.missing.as_deref().filter(|m| *m != id) {
+            return Err(response_not_found(
+                id,
+                &format!(" whole: it continues '{missing}', which has expired or was deleted"),
+            ));
         }
+        let records = chain
+            .records
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<Record>, Error>>()?;
+        if records.first().is_none_or(|r| r.upstream) {
+            return Err(response_not_found(id, " among those this proxy keeps"));
+        }
+        let newest = records.len() - 1;
         let mut items = Vec::new();
-        for (n, bytes) in chain.records.iter().rev().enumerate() {
-            let record: Record = serde_json::from_slice(bytes)
-                .map_err(|e| Error::Internal(format!("a stored response cannot be read: {e}")))?;
+        for (n, record) in records.into_iter().rev().enumerate() {
             let owner = record
                 .response
                 .as_ref()
@@ -304,7 +312,7 @@ impl Proxy {
                 items.push(listed(item, &owner, i));
             }
             // The newest record's output is not its input.
-            if n + 1 < chain.records.len()
+            if n < newest
                 && let Some(Value::Array(output)) =
                     record.response.and_then(|mut r| r.remove("output"))
             {

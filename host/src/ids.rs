@@ -5,17 +5,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh id such as `resp_3f9c...` (24 hex digits, unpredictable).
+/// A fresh id such as `resp_3f9c...`: 32 hex digits, 128 bits from the
+/// operating system's random generator (stored responses are readable by
+/// whoever knows their id).
 pub(crate) fn new_id(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // `RandomState` is seeded from the OS; hashing a counter with two
-    // independently seeded hashers gives 128 unpredictable bits.
-    let mut a = std::collections::hash_map::RandomState::new().build_hasher();
-    a.write_u64(n);
-    let mut b = std::collections::hash_map::RandomState::new().build_hasher();
-    b.write_u64(n);
-    let (a, b) = (a.finish(), b.finish());
-    format!("{prefix}_{a:016x}{:08x}", b >> 32)
+    use ring::rand::SecureRandom;
+    use std::fmt::Write;
+    let mut bits = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bits).is_err() {
+        // Never seen on a supported OS; `RandomState` is seeded from the OS
+        // too (per thread), and the counter keeps ids distinct.
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        for (i, chunk) in bits.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(n);
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    let mut id = String::with_capacity(prefix.len() + 33);
+    id.push_str(prefix);
+    id.push('_');
+    for b in bits {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 /// Seconds since the Unix epoch.
@@ -32,7 +46,7 @@ mod tests {
     fn ids_are_prefixed_and_distinct() {
         let a = super::new_id("resp");
         let b = super::new_id("resp");
-        assert!(a.starts_with("resp_") && a.len() == 5 + 24, "{a}");
+        assert!(a.starts_with("resp_") && a.len() == 5 + 32, "{a}");
         assert_ne!(a, b);
     }
 }

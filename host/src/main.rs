@@ -341,6 +341,7 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
     let auth = config.server.api_key.is_some();
     let watched = watched_files(&config);
     if cli.check_config
+        && config.responses.store == StoreKind::Disk
         && let Some(path) = config.responses.path.take()
     {
         // The file belongs to the running proxy (one process per file):

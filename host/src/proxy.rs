@@ -202,24 +202,21 @@ impl Proxy {
         previous: Option<Arc<Inner>>,
     ) -> Result<Proxy, ConfigError> {
         config.check()?;
-        let (signatures, store) = match &previous {
+        let (signatures, store, responses) = match &previous {
             Some(p) => {
                 if p.responses != config.responses {
                     tracing::warn!(
                         "the [responses] settings changed; they take effect when llmproxy restarts"
                     );
                 }
-                (p.signatures.clone(), p.store.clone())
+                (p.signatures.clone(), p.store.clone(), p.responses.clone())
             }
             None => {
-                let store = Store::open(&config.responses).map_err(ConfigError::new)?;
+                let store = Arc::new(Store::open(&config.responses).map_err(ConfigError::new)?);
                 tracing::info!("stored responses: {}", store.describe());
-                (Arc::default(), Arc::new(store))
+                Store::sweep_regularly(&store);
+                (Arc::default(), store, config.responses.clone())
             }
-        };
-        let responses = match &previous {
-            Some(p) => p.responses.clone(),
-            None => config.responses.clone(),
         };
         let defaults = &config.translators;
         // The pool's slots fit the largest memory cap any backend has.

@@ -6,7 +6,7 @@
 //! a conversation in use never expires midway.
 
 use crate::config::{ResponsesConfig, StoreKind};
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,6 +69,39 @@ impl Store {
         }
     }
 
+    /// Drops expired records now and then (every `ttl`, at most a minute
+    /// apart), so that nothing outstays it on an idle proxy. Ends when the
+    /// store is dropped.
+    pub(crate) fn sweep_regularly(store: &Arc<Store>) {
+        let every = match &**store {
+            Store::Memory(m) => m.ttl,
+            Store::Disk(d) => d.ttl,
+            Store::Redis(_) | Store::Off => return,
+        }
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let store = Arc::downgrade(store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(store) = store.upgrade() else { return };
+                let swept = match &*store {
+                    Store::Memory(m) => {
+                        m.sweep();
+                        Ok(())
+                    }
+                    Store::Disk(d) => {
+                        let d = d.clone();
+                        blocking(move || d.sweep()).await
+                    }
+                    Store::Redis(_) | Store::Off => Ok(()),
+                };
+                if let Err(e) = swept {
+                    tracing::warn!("sweeping expired responses: {e}");
+                }
+            }
+        });
+    }
+
     /// Whether responses can be kept at all.
     pub(crate) fn is_on(&self) -> bool {
         !matches!(self, Store::Off)
@@ -78,10 +111,7 @@ impl Store {
     pub(crate) async fn put(&self, id: &str, record: Vec<u8>) -> Result<(), StoreError> {
         match self {
             Store::Off => Ok(()),
-            Store::Memory(m) => {
-                m.put(id, record);
-                Ok(())
-            }
+            Store::Memory(m) => m.put(id, record),
             Store::Disk(d) => {
                 let (d, id) = (d.clone(), id.to_string());
                 blocking(move || d.put(&id, &record)).await
@@ -101,8 +131,8 @@ impl Store {
     ) -> Result<Chain, StoreError> {
         match self {
             Store::Off => Ok(Chain {
-                records: Vec::new(),
                 missing: Some(id.to_string()),
+                ..Chain::default()
             }),
             Store::Memory(m) => Ok(walk(id, |id| Ok(m.get(id)), previous)?),
             Store::Disk(d) => {
@@ -137,7 +167,7 @@ impl Store {
 }
 
 /// Longest chain followed: a guard, far beyond any real conversation.
-const MAX_CHAIN: usize = 100_000;
+const MAX_CHAIN: usize = 10_000;
 
 /// Records of a conversation, newest first.
 #[derive(Debug, Default)]
@@ -145,6 +175,7 @@ pub(crate) struct Chain {
     pub records: Vec<Vec<u8>>,
     /// The id whose record was not found (expired, deleted or never kept).
     pub missing: Option<String>,
+    seen: std::collections::HashSet<String>,
 }
 
 impl Chain {
@@ -161,12 +192,16 @@ impl Chain {
         };
         let next = previous(&record);
         self.records.push(record);
-        if self.records.len() >= MAX_CHAIN {
-            // Reported as a break, never silently cut short.
-            self.missing = next;
-            return None;
+        self.seen.insert(id);
+        match next {
+            // A loop, or longer than any real conversation: reported as a
+            // break, never followed forever nor silently cut short.
+            Some(next) if self.seen.contains(&next) || self.records.len() >= MAX_CHAIN => {
+                self.missing = Some(next);
+                None
+            }
+            next => next,
         }
-        next
     }
 }
 
@@ -244,16 +279,15 @@ impl Memory {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, id: &str, record: Vec<u8>) {
+    fn put(&self, id: &str, record: Vec<u8>) -> Result<(), StoreError> {
         let size = record.len() + id.len();
         let mut inner = self.lock();
         inner.remove(id);
         if size > self.cap {
-            tracing::warn!(
-                bytes = size,
-                "a response is larger than responses.max_mib and was not stored"
-            );
-            return;
+            return Err(StoreError(format!(
+                "it is larger ({} KiB) than the whole memory store (responses.max_mib)",
+                size / 1024
+            )));
         }
         let now = Instant::now();
         while let Some(((expires, _), _)) = inner.by_expiry.first_key_value() {
@@ -268,6 +302,21 @@ impl Memory {
         inner.by_expiry.insert(key, id.to_string());
         inner.records.insert(id.to_string(), (record.into(), key));
         inner.bytes += size;
+        Ok(())
+    }
+
+    /// Drops expired records.
+    fn sweep(&self) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        while let Some(((expires, _), _)) = inner.by_expiry.first_key_value() {
+            if *expires > now {
+                break;
+            }
+            if let Some((_, old)) = inner.by_expiry.pop_first() {
+                inner.remove(&old);
+            }
+        }
     }
 
     fn get(&self, id: &str) -> Option<Vec<u8>> {
@@ -325,8 +374,14 @@ fn unix_ms() -> u64 {
 impl Disk {
     fn open(path: &std::path::Path, ttl: Duration) -> Result<Disk, String> {
         let db = redb::Database::create(path).map_err(|e| {
+            let hint = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    " (another llmproxy uses it: one llmproxy process per file; share conversations between replicas with store = \"redis\")"
+                }
+                _ => " (responses.path)",
+            };
             format!(
-                "cannot open the response store {}: {e} (responses.path; one llmproxy process per file)",
+                "cannot open the response store {}: {e}{hint}",
                 path.display()
             )
         })?;
@@ -356,31 +411,18 @@ impl Disk {
         (u64::from_be_bytes(*expires) > now).then_some(record)
     }
 
-    /// Writes `(id, record)` pairs with a fresh expiry.
-    fn write(&self, records: &[(String, Vec<u8>)], durable: bool) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().map_err(|e| self.fail(e))?;
-        if !durable {
-            // Only refreshed expiries: losing them in a crash costs nothing.
-            tx.set_durability(redb::Durability::None)
-                .map_err(|e| self.fail(e))?;
-        }
+    fn put(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.fail(e))?;
         {
             let mut table = tx.open_table(TABLE).map_err(|e| self.fail(e))?;
-            let expiry = self.expiry();
-            for (id, record) in records {
-                let mut value = Vec::with_capacity(8 + record.len());
-                value.extend_from_slice(&expiry);
-                value.extend_from_slice(record);
-                table
-                    .insert(id.as_str(), value.as_slice())
-                    .map_err(|e| self.fail(e))?;
-            }
+            let mut value = Vec::with_capacity(8 + record.len());
+            value.extend_from_slice(&self.expiry());
+            value.extend_from_slice(record);
+            table
+                .insert(id, value.as_slice())
+                .map_err(|e| self.fail(e))?;
         }
-        tx.commit().map_err(|e| self.fail(e))
-    }
-
-    fn put(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
-        self.write(&[(id.to_string(), record.to_vec())], true)?;
+        tx.commit().map_err(|e| self.fail(e))?;
         let n = self
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -390,14 +432,40 @@ impl Disk {
         Ok(())
     }
 
+    /// Pushes back the expiry of records read with expiry `seen`, unless
+    /// they changed (or went) since.
+    fn renew(&self, seen: &[(String, [u8; 8])]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.fail(e))?;
+        // Only expiries: losing them in a crash costs nothing.
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| self.fail(e))?;
+        {
+            let mut table = tx.open_table(TABLE).map_err(|e| self.fail(e))?;
+            let expiry = self.expiry();
+            for (id, seen) in seen {
+                let current = table.get(id.as_str()).map_err(|e| self.fail(e))?;
+                let Some(mut value) = current.map(|v| v.value().to_vec()) else {
+                    continue;
+                };
+                if value.first_chunk::<8>() == Some(seen) {
+                    value[..8].copy_from_slice(&expiry);
+                    table
+                        .insert(id.as_str(), value.as_slice())
+                        .map_err(|e| self.fail(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.fail(e))
+    }
+
     fn chain(&self, id: &str, previous: fn(&[u8]) -> Option<String>) -> Result<Chain, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.fail(e))?;
         let table = match tx.open_table(TABLE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => {
                 return Ok(Chain {
-                    records: Vec::new(),
                     missing: Some(id.to_string()),
+                    ..Chain::default()
                 });
             }
             Err(e) => return Err(self.fail(e)),
@@ -417,11 +485,10 @@ impl Disk {
                 let Some(record) = Disk::live(value, now) else {
                     return Ok(None);
                 };
-                let expires = value
-                    .first_chunk::<8>()
-                    .map_or(0, |e| u64::from_be_bytes(*e));
-                if expires.saturating_sub(now) < ttl - ttl / 10 {
-                    stale.push((id.to_string(), record.to_vec()));
+                if let Some(expires) = value.first_chunk::<8>()
+                    && u64::from_be_bytes(*expires).saturating_sub(now) < ttl - ttl / 10
+                {
+                    stale.push((id.to_string(), *expires));
                 }
                 Ok(Some(record.to_vec()))
             },
@@ -430,7 +497,7 @@ impl Disk {
         drop(table);
         drop(tx);
         if !stale.is_empty() {
-            self.write(&stale, false)?;
+            self.renew(&stale)?;
         }
         Ok(chain)
     }
@@ -484,7 +551,7 @@ impl Redis {
     fn open(config: &ResponsesConfig, ttl: Duration) -> Result<Redis, String> {
         let url = config.redis_url()?;
         let client = redis::Client::open(url.expose())
-            .map_err(|e| format!("responses.url is not a usable Redis URL: {:?}", e.kind()))?;
+            .map_err(|e| format!("responses.url is not a usable Redis URL: {e}"))?;
         let info = client.get_connection_info();
         let shown = match info.addr() {
             redis::ConnectionAddr::Tcp(host, port)
@@ -564,31 +631,36 @@ mod tests {
     fn memory_evicts_the_least_recently_used_when_full() {
         let m = Memory::new(Duration::from_secs(60), 3 * 12);
         for id in ["a", "b", "c"] {
-            m.put(id, vec![b'x'; 10]);
+            m.put(id, vec![b'x'; 10]).unwrap();
         }
         // Reading `a` makes `b` the oldest.
         assert!(m.get("a").is_some());
-        m.put("d", vec![b'x'; 10]);
+        m.put("d", vec![b'x'; 10]).unwrap();
         assert!(m.get("b").is_none());
         for id in ["a", "c", "d"] {
             assert!(m.get(id).is_some(), "{id}");
         }
-        m.put("big", vec![b'x'; 100]);
-        assert!(m.get("big").is_none(), "larger than the cap: not kept");
+        assert!(
+            m.put("big", vec![b'x'; 100]).is_err(),
+            "larger than the cap"
+        );
+        assert!(m.get("big").is_none());
         assert!(m.delete("a") && !m.delete("a"));
     }
 
     #[test]
     fn memory_forgets_after_the_ttl_since_last_use() {
         let m = Memory::new(Duration::from_millis(400), 1 << 20);
-        m.put("a", b"after:b".to_vec());
-        m.put("b", b"root".to_vec());
+        m.put("a", b"after:b".to_vec()).unwrap();
+        m.put("b", b"root".to_vec()).unwrap();
         std::thread::sleep(Duration::from_millis(250));
         let chain = walk("a", |id| Ok(m.get(id)), previous).unwrap();
         assert_eq!((chain.records.len(), chain.missing), (2, None));
         std::thread::sleep(Duration::from_millis(250));
         assert!(m.get("b").is_some(), "the walk kept it alive");
         std::thread::sleep(Duration::from_millis(600));
+        m.sweep();
+        assert_eq!(m.lock().bytes, 0, "swept");
         assert!(m.get("a").is_none() && m.get("b").is_none());
     }
 

@@ -4,7 +4,7 @@
 
 use crate::access::AccessLog;
 use crate::config::StateKeeper;
-use crate::conversation::{ListQuery, Record, page};
+use crate::conversation::{ListQuery, Record, page, response_not_found};
 use crate::error::Error;
 use crate::proxy::{Backend, Outcome, Proxy};
 use crate::translator::UpstreamRequest;
@@ -79,11 +79,7 @@ fn checked_id(id: &str) -> Result<&str, Error> {
     if plain {
         Ok(id)
     } else {
-        Err(Error::NotFound {
-            message: format!("Response with id '{id}' not found: that is not a response id."),
-            param: None,
-            code: "response_not_found",
-        })
+        Err(response_not_found(id, ": that is not a response id"))
     }
 }
 
@@ -117,13 +113,14 @@ async fn locate(proxy: &Proxy, id: &str) -> Result<Holder, Error> {
             .find(|b| b.name == record.backend)
             .cloned()
             .map(Holder::Upstream)
-            .ok_or_else(|| Error::NotFound {
-                message: format!(
-                    "Response with id '{id}' is kept by the upstream of backend {:?}, which is no longer configured.",
-                    record.backend
-                ),
-                param: None,
-                code: "response_not_found",
+            .ok_or_else(|| {
+                response_not_found(
+                    id,
+                    &format!(
+                        " here: it is kept by the upstream of backend {:?}, which is no longer configured",
+                        record.backend
+                    ),
+                )
             }),
         Ok(record) => Ok(Holder::Local(record)),
         Err(e @ Error::NotFound { .. }) => stateful().map(Holder::Upstream).ok_or(e),

@@ -445,7 +445,7 @@ async fn store_false_keeps_nothing_and_unknown_ids_are_404() {
         )
         .await;
     assert_eq!(status, 404);
-    // Chat requests are never stored; ids that are not ids are refused.
+    // Ids that are not ids are refused.
     let (status, v) = proxy.call(Method::GET, "/v1/responses/..%2Fetc").await;
     assert_eq!(status, 404, "{v}");
     let (status, _, v) = proxy
@@ -522,6 +522,13 @@ async fn two_proxies_sharing_redis_continue_each_others_conversations() {
         )
         .await;
     assert_eq!((status, got), (200, r3));
+    // Three responses kept; Chat requests never are.
+    assert_eq!(redis.keys(), 3);
+    let chat =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "store": true});
+    let (status, _, _) = a.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200);
+    assert_eq!(redis.keys(), 3);
 }
 
 /// Redis going away costs conversations, not service: chained requests get
@@ -818,4 +825,108 @@ async fn a_kept_conversation_continues_on_a_stateful_backend() {
             ("user", "Back")
         ])
     );
+}
+
+/// A client may continue the moment `response.completed` arrives, before
+/// the stream has even ended: the response is kept before that event goes
+/// out.
+#[tokio::test]
+async fn a_streamed_response_can_be_continued_at_once() {
+    let (up, _vertex, proxy) = setup("").await;
+    for round in 0..20 {
+        let mut answer = proxy
+            .http
+            .post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": "gpt-4o", "input": format!("Hi {round}"), "stream": true}))
+            .send()
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        let id = loop {
+            let chunk = answer.chunk().await.unwrap().expect("a terminal event");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(at) = seen.find("event: response.completed\ndata: ") {
+                let line = seen[at..].lines().nth(1).unwrap();
+                let event: Value = serde_json::from_str(&line["data: ".len()..]).unwrap();
+                break event["response"]["id"].as_str().unwrap().to_string();
+            }
+        };
+        // The rest of the stream (`[DONE]`) is still unread.
+        let r = respond(
+            &proxy,
+            json!({"model": "gpt-4o", "previous_response_id": id, "input": "Next"}),
+        )
+        .await;
+        assert_eq!(r["previous_response_id"], json!(id));
+        assert_eq!(chat_turns(&up.last().body).len(), 3);
+        drop(answer);
+    }
+}
+
+/// A response larger than the whole memory store is answered but not kept,
+/// and says so.
+#[tokio::test]
+async fn a_response_too_large_for_the_memory_store_says_store_false() {
+    let (_up, _vertex, proxy) = setup("[responses]\nmax_mib = 1\n").await;
+    let big = "x".repeat(1_200_000);
+    let r = respond(&proxy, json!({"model": "gpt-4o", "input": big})).await;
+    assert_eq!(r["store"], false);
+    let small = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    assert_eq!(small["store"], true);
+}
+
+/// Two backends whose upstreams keep state: the proxy remembers which one
+/// holds each response and sends GET, DELETE and continuations there.
+#[tokio::test]
+async fn responses_of_two_stateful_upstreams_go_back_to_their_own() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let proxy = TestProxy::start(&format!(
+        "[[backends]]\nname = \"a\"\nkind = \"openresponses\"\nbase_url = \"{}\"\nmodels = [\"a-*\"]\n\n[[backends]]\nname = \"b\"\nkind = \"openresponses\"\nbase_url = \"{}\"\nmodels = [\"b-*\"]\n",
+        a.base_url, b.base_url
+    ))
+    .await;
+    let mut on_b = response_object("b-1", "completed", "Hello");
+    on_b["id"] = json!("resp_on_b");
+    b.script([Reply::Json(200, on_b.clone(), vec![])]);
+    let r = respond(&proxy, json!({"model": "b-1", "input": "Hi"})).await;
+    assert_eq!(r["id"], "resp_on_b");
+    b.script([Reply::Json(200, on_b.clone(), vec![])]);
+    let (status, got) = proxy.call(Method::GET, "/v1/responses/resp_on_b").await;
+    assert_eq!((status, &got["id"]), (200, &json!("resp_on_b")));
+    assert_eq!(b.last().path, "/v1/responses/resp_on_b");
+    assert!(a.received().is_empty());
+    // Continued on its own backend: passed through.
+    respond(
+        &proxy,
+        json!({"model": "b-1", "previous_response_id": "resp_on_b", "input": "Again"}),
+    )
+    .await;
+    assert_eq!(b.last().body["previous_response_id"], "resp_on_b");
+    // On the other: a 400 that says where it is.
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "a-1", "previous_response_id": "resp_on_b", "input": "Again"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kept by the upstream of backend \"b\""),
+        "{v}"
+    );
+    assert!(a.received().is_empty());
+    b.script([Reply::Json(
+        200,
+        json!({"id": "resp_on_b", "object": "response.deleted", "deleted": true}),
+        vec![],
+    )]);
+    let (status, _) = proxy.call(Method::DELETE, "/v1/responses/resp_on_b").await;
+    assert_eq!(status, 200);
+    assert_eq!(b.last().method, "DELETE");
+    // Forgotten here too: with two stateful backends, nobody to ask.
+    let (status, _) = proxy.call(Method::GET, "/v1/responses/resp_on_b").await;
+    assert_eq!(status, 404);
 }

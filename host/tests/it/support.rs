@@ -915,6 +915,15 @@ impl RedisServer {
         panic!("redis-server did not come up on port {}", self.port);
     }
 
+    /// How many keys the server holds.
+    pub fn keys(&self) -> usize {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "DBSIZE"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
