@@ -988,13 +988,13 @@ async fn a_disk_store_keeps_conversations_across_restarts() {
     )
     .await;
     assert_eq!(status, 200, "{r2}");
-    let sent = up.last().body;
-    let roles: Vec<&str> = sent["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["user", "assistant", "user"]);
+    assert_eq!(
+        chat_turns(&up.last().body),
+        turns(&[
+            ("user", "Hi"),
+            ("assistant", "Hello from gpt-4o"),
+            ("user", "Still there?")
+        ])
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -55,32 +55,6 @@ async fn respond_streamed(proxy: &TestProxy, mut body: Value) -> Value {
     last["response"].clone()
 }
 
-/// The text of a Chat message or a Gemini content: a string or its parts.
-fn text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
-        _ => String::new(),
-    }
-}
-
-/// (role, text) of every message a Chat upstream received.
-fn chat_turns(body: &Value) -> Vec<(String, String)> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["role"].as_str().unwrap().to_string(), text(&m["content"])))
-        .collect()
-}
-
-fn turns(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(r, t)| (r.to_string(), t.to_string()))
-        .collect()
-}
-
 /// Text turns, a tool loop on Gemini 3 and a thinking tool loop on Claude,
 /// each continued with `previous_response_id` only; a conversation moving
 /// to another backend; reading, listing and deleting stored responses.
@@ -759,12 +733,7 @@ async fn a_tool_loop_moves_between_backends() {
     )
     .await;
     let sent = up.last().body;
-    let roles: Vec<&str> = sent["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles: Vec<String> = chat_turns(&sent).into_iter().map(|(r, _)| r).collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
     assert_eq!(
         sent["messages"][1]["tool_calls"][0]["function"]["name"],

@@ -31,15 +31,7 @@ async fn requests_in_flight_finish_on_the_old_config() {
         delay: Duration::from_millis(300),
         then_hang: false,
     }]);
-    let proxy =
-        llmproxy::ReloadableProxy::new(llmproxy::Proxy::new(config(&old.base_url)).await.unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, proxy.router()).into_future());
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(no_tls())
-        .build()
-        .unwrap();
+    let (proxy, url, http) = serve(config(&old.base_url)).await;
     let slow = http
         .post(format!("{url}/v1/responses"))
         .json(&json!({"model": "m", "input": "hi", "stream": true}))
@@ -77,6 +69,19 @@ async fn requests_in_flight_finish_on_the_old_config() {
     assert_eq!(new.received().len(), 2);
 }
 
+/// Serves `config` reloadably on 127.0.0.1: the proxy, its URL, a client.
+async fn serve(config: llmproxy::Config) -> (llmproxy::ReloadableProxy, String, reqwest::Client) {
+    let proxy = llmproxy::ReloadableProxy::new(llmproxy::Proxy::new(config).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, proxy.router()).into_future());
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(no_tls())
+        .build()
+        .unwrap();
+    (proxy, url, http)
+}
+
 async fn proxy_post(http: &reqwest::Client, url: &str) -> (u16, (), serde_json::Value) {
     let r = http
         .post(format!("{url}/v1/responses"))
@@ -98,18 +103,7 @@ async fn stored_responses_survive_a_reload() {
         ))
         .unwrap()
     };
-    let proxy = llmproxy::ReloadableProxy::new(
-        llmproxy::Proxy::new(chat(&old.base_url, 3600))
-            .await
-            .unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, proxy.router()).into_future());
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(no_tls())
-        .build()
-        .unwrap();
+    let (proxy, url, http) = serve(chat(&old.base_url, 3600)).await;
     let (status, _, r1) = proxy_post(&http, &url).await;
     assert_eq!(status, 200, "{r1}");
     // A changed [responses] table waits for a restart; the store stays.

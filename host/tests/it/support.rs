@@ -719,6 +719,32 @@ pub fn text_of(events: &[Value]) -> String {
         .collect()
 }
 
+/// The text of a Chat message or a Gemini content: a string or its parts.
+pub fn text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// (role, text) of every message a Chat upstream received.
+pub fn chat_turns(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_string(), text(&m["content"])))
+        .collect()
+}
+
+pub fn turns(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(r, t)| (r.to_string(), t.to_string()))
+        .collect()
+}
+
 /// Chat chunks reassembled: (content, finish reasons, reasoning, tool calls).
 pub fn chat_chunks(body: &str) -> (String, Vec<String>, String, Vec<Value>, bool) {
     let (mut text, mut finish, mut reasoning, mut calls, mut done) = (
