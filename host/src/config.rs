@@ -111,11 +111,15 @@ pub struct ResponsesConfig {
     /// `store = "disk"`: the database file (created if missing).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// `store = "redis"`: `redis://[:password@]host:port[/db]` or
-    /// `redis+unix:///path` (kept out of `Debug` output: it may hold a
-    /// password).
+    /// `store = "redis"`: `redis://[:password@]host:port[/db]`,
+    /// `rediss://...` (TLS) or `redis+unix:///path` (kept out of `Debug`
+    /// output: it may hold a password).
     #[serde(default)]
     pub url: Option<Secret>,
+    /// `store = "redis"` with `rediss://`: a PEM file of the CA that signed
+    /// the server's certificate, instead of the system's trusted roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// `store = "redis"`: the environment variable holding the URL instead
     /// (when it carries a password).
     #[serde(default)]
@@ -161,6 +165,7 @@ impl Default for ResponsesConfig {
             path: None,
             url: None,
             url_env: None,
+            ca_file: None,
             key_prefix: default_key_prefix(),
         }
     }
@@ -492,10 +497,12 @@ impl Config {
                 t.path = dir.join(&t.path);
             }
         }
-        if let Some(store) = &mut config.responses.path
-            && store.is_relative()
-        {
-            *store = dir.join(&*store);
+        for file in [&mut config.responses.path, &mut config.responses.ca_file] {
+            if let Some(file) = file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
         }
         Ok(config)
     }

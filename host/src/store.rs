@@ -550,12 +550,27 @@ impl std::fmt::Debug for Redis {
 impl Redis {
     fn open(config: &ResponsesConfig, ttl: Duration) -> Result<Redis, String> {
         let url = config.redis_url()?;
-        let client = redis::Client::open(url.expose())
-            .map_err(|e| format!("responses.url is not a usable Redis URL: {e}"))?;
+        let client = match &config.ca_file {
+            Some(file) => {
+                let root_cert = std::fs::read(file).map_err(|e| {
+                    format!(
+                        "responses.ca_file = {}: cannot read it: {e}",
+                        file.display()
+                    )
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(url.expose(), certificates)
+            }
+            None => redis::Client::open(url.expose()),
+        }
+        .map_err(|e| format!("responses.url is not a usable Redis URL: {e}"))?;
         let info = client.get_connection_info();
         let shown = match info.addr() {
-            redis::ConnectionAddr::Tcp(host, port)
-            | redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
+            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} over TLS"),
             redis::ConnectionAddr::Unix(path) => path.display().to_string(),
             _ => "the configured server".to_string(),
         };

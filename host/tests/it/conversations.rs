@@ -899,3 +899,50 @@ async fn responses_of_two_stateful_upstreams_go_back_to_their_own() {
     let (status, _) = proxy.call(Method::GET, "/v1/responses/resp_on_b").await;
     assert_eq!(status, 404);
 }
+
+/// `rediss://`: TLS to Redis, the server's certificate checked against the
+/// CA in `ca_file`; without that CA the store is unreachable (503 for
+/// chained requests) and nothing is sent in the clear.
+#[tokio::test]
+async fn redis_over_tls() {
+    let Some(redis) = RedisServer::start_tls().await else {
+        return;
+    };
+    let responses = format!(
+        "[responses]\nstore = \"redis\"\nurl = \"{}\"\nca_file = {:?}\n",
+        redis.url(),
+        redis.ca_file()
+    );
+    let (up, _vertex, proxy) = setup(&responses).await;
+    let r1 = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    assert_eq!(r1["store"], true);
+    respond(
+        &proxy,
+        json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "Over TLS"}),
+    )
+    .await;
+    assert_eq!(chat_turns(&up.last().body).len(), 3);
+    assert_eq!(redis.keys(), 2);
+
+    // The system's roots do not know this CA.
+    let untrusted = format!(
+        "[responses]\nstore = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let (_up, _vertex, proxy) = setup(&untrusted).await;
+    let r = respond(&proxy, json!({"model": "gpt-4o", "input": "Hi"})).await;
+    assert_eq!(r["store"], false);
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "previous_response_id": r1["id"], "input": "x"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("over TLS) is unavailable: invalid peer certificate"),
+        "{message}"
+    );
+    assert_eq!(redis.keys(), 2);
+}

@@ -883,20 +883,105 @@ pub fn built(path: std::path::PathBuf, how: &str) -> Option<std::path::PathBuf> 
 pub struct RedisServer {
     child: Option<std::process::Child>,
     pub port: u16,
+    /// TLS only: the directory with `ca.crt`, `server.crt`, `server.key`.
+    tls: Option<std::path::PathBuf>,
+}
+
+/// Whether `program` runs (asked its version with `arg`); in CI it must.
+fn installed(program: &str, arg: &str, package: &str) -> bool {
+    if std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {program} (apt-get install {package})"
+    );
+    eprintln!("skipped: install {package} to enable");
+    false
 }
 
 impl RedisServer {
     pub async fn start() -> Option<RedisServer> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
+        Self::start_with(None).await
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 from
+    /// a CA of its own (`ca_file()`).
+    pub async fn start_tls() -> Option<RedisServer> {
+        if !installed("openssl", "version", "openssl") {
+            return None;
+        }
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("llmproxy-redis-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
             assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install redis-server (apt-get install redis-server)"
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
             );
-            eprintln!("skipped: install redis-server to enable");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=llmproxy test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        Self::start_with(Some(dir)).await
+    }
+
+    async fn start_with(tls: Option<std::path::PathBuf>) -> Option<RedisServer> {
+        if !installed("redis-server", "--version", "redis-server") {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -904,50 +989,82 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = RedisServer { child: None, port };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            tls,
+        };
         server.restart().await;
         Some(server)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.tls.as_ref().expect("a TLS server").join("ca.crt")
     }
 
     /// Starts the server (again, empty: it keeps nothing on disk) and waits
     /// until it answers PING.
     pub async fn restart(&mut self) {
         self.stop();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let port = self.port.to_string();
+        let mut cmd = std::process::Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some(dir) => cmd
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.crt")),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         self.child = Some(child);
         for _ in 0..200 {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
-                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return;
-                }
+            if self.cli(&["PING"]) == "PONG" {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("redis-server did not come up on port {}", self.port);
     }
 
+    /// What `redis-cli` prints for a command.
+    fn cli(&self, command: &[&str]) -> String {
+        let mut cmd = std::process::Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(dir) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(dir.join("ca.crt"));
+        }
+        let out = cmd.args(command).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// How many keys the server holds.
     pub fn keys(&self) -> usize {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "DBSIZE"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        self.cli(&["DBSIZE"]).parse().unwrap()
     }
 
     pub fn stop(&mut self) {
