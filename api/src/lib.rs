@@ -21,6 +21,7 @@
 //! - [`turns`]: two-role conversation turns with tool calls paired to their
 //!   results (Gemini, Claude).
 //! - [`media`]: data URLs and MIME types of images and files.
+//! - [`model`]: which model names are accepted (identifiers, never paths).
 //! - [`vertex`]: settings and URLs shared by the Vertex AI translators.
 //! - [`golden`]: a golden-file test helper.
 
@@ -33,6 +34,7 @@ pub mod events;
 pub mod golden;
 pub mod ids;
 pub mod media;
+pub mod model;
 pub mod responses;
 pub mod stream;
 pub mod turns;

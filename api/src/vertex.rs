@@ -137,14 +137,21 @@ impl Settings {
         Ok(s)
     }
 
-    /// `/{version}/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}`.
-    pub fn model_path(&self, publisher: &str, model: &str, method: &str) -> String {
-        format!(
+    /// `/{version}/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}`,
+    /// or why `model` cannot be one segment of that path.
+    pub fn model_path(
+        &self,
+        publisher: &str,
+        model: &str,
+        method: &str,
+    ) -> Result<String, crate::model::InvalidModel> {
+        crate::model::check_path_segment(model)?;
+        Ok(format!(
             "/{}/projects/{}/locations/{}/publishers/{publisher}/models/{model}:{method}",
             self.api_version.as_deref().unwrap_or("v1"),
             self.project,
             self.location,
-        )
+        ))
     }
 }
 
@@ -222,9 +229,16 @@ mod tests {
     fn settings_are_checked() {
         let s = Settings::parse(r#"{"project":"p","location":"us-east5"}"#).unwrap();
         assert_eq!(
-            s.model_path("google", "gemini-3-flash", "streamGenerateContent?alt=sse"),
+            s.model_path("google", "gemini-3-flash", "streamGenerateContent?alt=sse")
+                .unwrap(),
             "/v1/projects/p/locations/us-east5/publishers/google/models/gemini-3-flash:streamGenerateContent?alt=sse"
         );
+        for bad in ["gemini/../x", "gemini:countTokens", "a?b", ".."] {
+            assert!(
+                s.model_path("google", bad, "generateContent").is_err(),
+                "{bad}"
+            );
+        }
         for (bad, needle) in [
             (r#"{"location":"us"}"#, "project"),
             (r#"{"project":"p"}"#, "location"),

@@ -24,9 +24,16 @@ pub(crate) struct AccessLog {
     outcome: &'static str,
     usage: Option<(u64, u64)>,
     error: Option<String>,
+    /// The server's shutdown deadline, to tell a request it ended from one
+    /// whose client went away.
+    cutoff: Option<crate::proxy::Cutoff>,
     /// Nothing to log: this record was moved into a stream.
     moved: bool,
 }
+
+/// What a request that ended before any answer is logged as: its client
+/// went away (nginx's 499), unless the shutdown deadline ended it.
+const NO_ANSWER: (u16, &str) = (499, "client_closed");
 
 /// A client-supplied `x-request-id` is used when it is short and plain.
 fn acceptable_id(id: &str) -> bool {
@@ -53,11 +60,27 @@ impl AccessLog {
             stream: false,
             upstream: None,
             upstream_status: None,
-            status: 200,
-            outcome: "completed",
+            status: NO_ANSWER.0,
+            outcome: NO_ANSWER.1,
             usage: None,
             error: None,
+            cutoff: None,
             moved: false,
+        }
+    }
+
+    /// Lets the record tell a request the shutdown deadline ended.
+    pub(crate) fn watch(&mut self, cutoff: crate::proxy::Cutoff) {
+        self.cutoff = Some(cutoff);
+    }
+
+    /// The client was sent an answer with `status` (its outcome stays
+    /// what a response said, if one did).
+    #[cfg(feature = "server")]
+    pub fn answered(&mut self, status: u16) {
+        self.status = status;
+        if self.outcome == NO_ANSWER.1 {
+            self.outcome = if status < 400 { "completed" } else { "error" };
         }
     }
 
@@ -77,11 +100,12 @@ impl AccessLog {
     pub fn failed(&mut self, error: &Error) {
         self.status = error.status().as_u16();
         self.outcome = "error";
-        self.error = Some(error.to_string());
+        self.error = Some(crate::redact::redact_owned(error.to_string()));
     }
 
     /// A complete response object (or a stream's terminal response).
     pub fn response(&mut self, response: &serde_json::Map<String, Value>) {
+        self.status = 200;
         self.outcome = match response.get("status").and_then(Value::as_str) {
             Some("incomplete") => "incomplete",
             Some("failed") => "failed",
@@ -96,7 +120,7 @@ impl AccessLog {
                 .get("error")
                 .and_then(|e| e.get("message"))
                 .and_then(Value::as_str)
-                .map(str::to_string);
+                .map(|m| crate::redact::redact(m).into_owned());
         }
     }
 
@@ -117,10 +141,14 @@ impl AccessLog {
             outcome: "",
             usage: None,
             error: None,
+            cutoff: None,
             moved: true,
         };
         let mut log = std::mem::replace(self, placeholder);
-        log.outcome = "client_closed";
+        // The stream has begun: a 200, ending as its terminal event says,
+        // or cut off.
+        log.status = 200;
+        log.outcome = NO_ANSWER.1;
         events
             .inspect(move |event| {
                 if let Some(Value::Object(response)) = event.get("response")
@@ -140,6 +168,12 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         if self.moved {
             return;
+        }
+        if self.outcome == NO_ANSWER.1 && self.cutoff.as_ref().is_some_and(|c| c.is_reached()) {
+            self.outcome = "shutdown";
+            if self.status == NO_ANSWER.0 {
+                self.status = 503;
+            }
         }
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0);

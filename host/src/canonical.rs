@@ -216,10 +216,13 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     Ok(parsed)
 }
 
-/// A 400 unless `model` names a model.
+/// A 400 unless `model` names a model: present, and an identifier
+/// ([`llmproxy_api::model::check`]), before it is routed or sent anywhere.
 pub(crate) fn require_model(model: Option<&str>) -> Result<(), Error> {
     let message = match model {
-        Some(m) if !m.trim().is_empty() => return Ok(()),
+        Some(m) if !m.trim().is_empty() => {
+            return llmproxy_api::model::check(m).map_err(invalid_model);
+        }
         Some(_) => "`model` is empty: say which model to use.",
         None => "The request has no `model`: say which model to use, e.g. \"model\":\"gpt-5\".",
     };
@@ -228,6 +231,15 @@ pub(crate) fn require_model(model: Option<&str>) -> Result<(), Error> {
         param: Some("model".into()),
         code: Some("missing_required_parameter".into()),
     })
+}
+
+/// The 400 for a model name that is not an identifier.
+pub(crate) fn invalid_model(e: llmproxy_api::model::InvalidModel) -> Error {
+    Error::InvalidRequest {
+        message: e.0,
+        param: Some("model".into()),
+        code: Some("invalid_model".into()),
+    }
 }
 
 fn raw(v: &Option<Box<RawValue>>) -> Option<Value> {

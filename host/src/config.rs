@@ -59,6 +59,16 @@ pub struct MediaConfig {
     /// Largest file downloaded, in MiB. Default 20.
     #[serde(default = "default_media_mib")]
     pub max_mib: u32,
+    /// Most bytes downloaded for one request, in MiB, all its files
+    /// together. A request is also held to what its backend's translator
+    /// can take along with it (about 9 bytes of translator memory per byte
+    /// downloaded). Default 32.
+    #[serde(default = "default_media_request_mib")]
+    pub max_request_mib: u32,
+    /// Most bytes being downloaded or held for all requests at once, in
+    /// MiB; past it requests that need downloads get 503. Default 256.
+    #[serde(default = "default_media_inflight_mib")]
+    pub max_inflight_mib: u32,
     /// Seconds for one download. Default 30.
     #[serde(default = "default_media_timeout")]
     pub timeout_secs: f64,
@@ -75,6 +85,12 @@ fn default_true() -> bool {
 fn default_media_mib() -> u32 {
     20
 }
+fn default_media_request_mib() -> u32 {
+    32
+}
+fn default_media_inflight_mib() -> u32 {
+    256
+}
 fn default_media_timeout() -> f64 {
     30.0
 }
@@ -84,6 +100,8 @@ impl Default for MediaConfig {
         MediaConfig {
             fetch: true,
             max_mib: default_media_mib(),
+            max_request_mib: default_media_request_mib(),
+            max_inflight_mib: default_media_inflight_mib(),
             timeout_secs: default_media_timeout(),
             allow_private_networks: false,
         }
@@ -229,6 +247,41 @@ pub struct ServerConfig {
     /// Default 30.
     #[serde(default = "default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: f64,
+    /// Seconds a new connection has to send its first request head, and a
+    /// kept-alive one to finish a head it started. Default 10.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: f64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    /// Default 75.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: f64,
+    /// Seconds a request's body has to arrive in full (408 after).
+    /// Default 120.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: f64,
+    /// Seconds a write to a client may make no progress (a client that
+    /// stopped reading) before its connection is closed. Default 120.
+    #[serde(default = "default_write_timeout_secs")]
+    pub write_timeout_secs: f64,
+    /// Most client connections open at once. Past it the connection idle
+    /// longest is closed, or new ones wait. Default: half the open-files
+    /// limit less 128 (each connection may hold an upstream one too), at
+    /// most 10000.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+fn default_header_read_timeout_secs() -> f64 {
+    10.0
+}
+fn default_idle_timeout_secs() -> f64 {
+    75.0
+}
+fn default_body_timeout_secs() -> f64 {
+    120.0
+}
+fn default_write_timeout_secs() -> f64 {
+    120.0
 }
 
 fn default_shutdown_timeout_secs() -> f64 {
@@ -250,6 +303,11 @@ impl Default for ServerConfig {
             max_body_mib: default_max_body_mib(),
             api_key: None,
             shutdown_timeout_secs: default_shutdown_timeout_secs(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            write_timeout_secs: default_write_timeout_secs(),
+            max_connections: None,
         }
     }
 }
@@ -259,7 +317,9 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TranslatorLimits {
-    /// Linear memory cap per instance, in MiB. Default 64.
+    /// Linear memory cap per instance, in MiB. Default 384: enough to map
+    /// a request of `server.max_body_mib` (32) text; larger or very
+    /// fragmented requests are refused with 413 before they run.
     #[serde(default = "default_memory_mib")]
     pub memory_limit_mib: u32,
     /// Wall-clock budget of one call into a translator, in milliseconds.
@@ -273,7 +333,7 @@ pub struct TranslatorLimits {
 }
 
 fn default_memory_mib() -> u32 {
-    64
+    384
 }
 fn default_call_timeout_ms() -> u64 {
     1000
@@ -393,14 +453,18 @@ pub struct BackendLimits {
     pub call_timeout_ms: Option<u64>,
 }
 
-/// A secret string (API key, token). Its `Debug` output is redacted.
+/// A secret string (API key, token). Its `Debug` output is redacted, and
+/// while it lives it is removed from every message that leaves the process
+/// (see [`crate::redact`]).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let secret: std::sync::Arc<str> = value.into().into();
+        crate::redact::register(&secret);
+        Secret(secret)
     }
 
     /// The secret itself.
@@ -411,7 +475,7 @@ impl Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 
@@ -448,6 +512,24 @@ pub(crate) struct Timeouts {
     pub retries: u32,
     /// Wait before the first retry (doubling).
     pub backoff: Duration,
+}
+
+impl Timeouts {
+    /// What timed out while waiting `waited` for more of `what` with `left`
+    /// of the exchange's total time remaining.
+    pub(crate) fn stalled(&self, what: &str, waited: Duration, left: Duration) -> String {
+        if waited < self.idle || left.is_zero() {
+            format!(
+                "{what} did not finish within the exchange's limit of {:.1}s (total_timeout_secs)",
+                self.total.as_secs_f64()
+            )
+        } else {
+            format!(
+                "{what} was silent for {:.1}s (idle_timeout_secs)",
+                waited.as_secs_f64()
+            )
+        }
+    }
 }
 
 impl Config {
@@ -542,8 +624,37 @@ impl Config {
                 "server.shutdown_timeout_secs = {grace} must be a number of seconds, 0 or more"
             )));
         }
-        if self.media.max_mib == 0 || self.media.max_mib > 1024 {
+        for (key, value) in [
+            (
+                "header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+            ("body_timeout_secs", self.server.body_timeout_secs),
+            ("write_timeout_secs", self.server.write_timeout_secs),
+        ] {
+            if !(value > 0.0 && value < 1e6) {
+                return Err(ConfigError::new(format!(
+                    "server.{key} = {value} must be a positive number of seconds"
+                )));
+            }
+        }
+        if self.server.max_connections == Some(0) {
+            return Err(ConfigError::new(
+                "server.max_connections must be at least 1",
+            ));
+        }
+        let media = &self.media;
+        if media.max_mib == 0 || media.max_mib > 1024 {
             return Err(ConfigError::new("media.max_mib must be between 1 and 1024"));
+        }
+        if !(media.max_mib <= media.max_request_mib
+            && media.max_request_mib <= media.max_inflight_mib)
+        {
+            return Err(ConfigError::new(format!(
+                "media limits disagree: max_mib = {} (one file) must be at most max_request_mib = {} (one request), and that at most max_inflight_mib = {} (all requests)",
+                media.max_mib, media.max_request_mib, media.max_inflight_mib
+            )));
         }
         if !(self.media.timeout_secs > 0.0 && self.media.timeout_secs <= 3600.0) {
             return Err(ConfigError::new(
@@ -608,6 +719,17 @@ impl Config {
                     l.memory_limit_mib,
                     l.call_timeout_ms,
                 )?;
+            }
+            for (client, upstream) in &backend.model_map {
+                let checked = llmproxy_api::model::check(client)
+                    .and_then(|()| llmproxy_api::model::check(upstream))
+                    .and_then(|()| match vertex_kind(&backend.kind) {
+                        true => llmproxy_api::model::check_path_segment(upstream),
+                        false => Ok(()),
+                    });
+                checked.map_err(|e| {
+                    ConfigError::new(format!("{at}: model_map.{client:?} = {upstream:?}: {e}"))
+                })?;
             }
             if let Some(url) = &backend.base_url {
                 check_base_url(url)
@@ -1014,7 +1136,7 @@ fn header_auth(
     }
     Ok(Auth::Header {
         name,
-        value: Secret(value),
+        value: Secret::new(value),
     })
 }
 

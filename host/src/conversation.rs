@@ -84,6 +84,8 @@ pub(crate) struct Plan {
     pub keep: Option<Record>,
     /// The proxy names the response (it keeps it; upstream ids may repeat).
     pub mint_id: bool,
+    /// The response whose conversation `body` was expanded with.
+    pub continued: Option<String>,
 }
 
 impl Proxy {
@@ -119,6 +121,7 @@ impl Proxy {
                     body,
                     keep: Some(record),
                     mint_id: true,
+                    continued: None,
                 });
             }
             head.forget_input();
@@ -126,6 +129,7 @@ impl Proxy {
                 body,
                 keep: pointer(),
                 mint_id: false,
+                continued: None,
             });
         };
         let chain = store
@@ -173,6 +177,7 @@ impl Proxy {
                 body,
                 keep: pointer(),
                 mint_id: false,
+                continued: None,
             });
         }
         if let Some(missing) = &chain.missing {
@@ -194,6 +199,7 @@ impl Proxy {
             body,
             // Kept by the proxy whoever answers: the conversation is here.
             mint_id: keep,
+            continued: Some(previous.clone()),
             keep: keep.then(|| Record {
                 backend: backend.name.clone(),
                 previous_response_id: Some(previous),

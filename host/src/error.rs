@@ -70,6 +70,23 @@ pub enum Error {
         /// The limit in MiB.
         limit_mib: u32,
     },
+    /// The request is more than the translator can map in its memory
+    /// limit (413).
+    #[error("{0}")]
+    TooLargeToTranslate(String),
+    /// The request body is compressed (415).
+    #[error(
+        "The request body is sent with Content-Encoding {0:?}, which this proxy does not decode; send it uncompressed."
+    )]
+    UnsupportedEncoding(String),
+    /// The request body did not arrive in time (408).
+    #[error(
+        "The request body did not arrive within {limit_secs} s (server.body_timeout_secs); send it again, faster."
+    )]
+    RequestTimeout {
+        /// The limit in seconds.
+        limit_secs: f64,
+    },
     /// The upstream answered with an error, passed on with its status.
     #[error("{message}")]
     Upstream {
@@ -161,7 +178,10 @@ impl Error {
             | Error::ModelNotFound(_)
             | Error::NotFound { .. }
             | Error::Route { .. }
-            | Error::PayloadTooLarge { .. } => ErrorKind::Client,
+            | Error::PayloadTooLarge { .. }
+            | Error::RequestTimeout { .. }
+            | Error::UnsupportedEncoding(_)
+            | Error::TooLargeToTranslate(_) => ErrorKind::Client,
             Error::Upstream { .. }
             | Error::UpstreamUnreachable { .. }
             | Error::BadUpstream { .. }
@@ -182,7 +202,11 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::ModelNotFound(_) | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Route { status, .. } => *status,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge { .. } | Error::TooLargeToTranslate(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -224,7 +248,11 @@ impl Error {
             Error::StoreUnavailable(_) => Some("store_unavailable"),
             Error::Route { status, .. } if *status == StatusCode::NOT_FOUND => Some("unknown_url"),
             Error::Route { .. } => Some("method_not_allowed"),
-            Error::PayloadTooLarge { .. } => Some("request_too_large"),
+            Error::PayloadTooLarge { .. } | Error::TooLargeToTranslate(_) => {
+                Some("request_too_large")
+            }
+            Error::RequestTimeout { .. } => Some("request_timeout"),
+            Error::UnsupportedEncoding(_) => Some("unsupported_content_encoding"),
             Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             Error::BadUpstream { .. } => Some("bad_upstream_response"),
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
@@ -257,21 +285,85 @@ impl Error {
         }
     }
 
-    /// `{"message","type","param","code"}`.
+    /// `{"message","type","param","code"}`, without any secret the process
+    /// holds.
     pub fn body(&self) -> Value {
+        let clean = |s: &str| crate::redact::redact(s).into_owned();
         json!({
-            "message": self.to_string(),
-            "type": self.error_type(),
-            "param": self.param(),
-            "code": self.code(),
+            "message": clean(&self.to_string()),
+            "type": clean(self.error_type()),
+            "param": self.param().map(clean),
+            "code": self.code().map(clean),
         })
+    }
+
+    /// This error with every secret the process holds removed from its
+    /// texts (upstream messages may quote what they were sent).
+    pub(crate) fn redacted(self) -> Error {
+        use crate::redact::redact_owned as r;
+        let o = |v: Option<String>| v.map(r);
+        match self {
+            Error::InvalidRequest {
+                message,
+                param,
+                code,
+            } => Error::InvalidRequest {
+                message: r(message),
+                param: o(param),
+                code: o(code),
+            },
+            Error::Unsupported {
+                message,
+                param,
+                code,
+            } => Error::Unsupported {
+                message: r(message),
+                param: o(param),
+                code: o(code),
+            },
+            Error::Upstream {
+                status,
+                message,
+                error_type,
+                code,
+                param,
+                retry_after,
+            } => Error::Upstream {
+                status,
+                message: r(message),
+                error_type: o(error_type),
+                code: o(code),
+                param: o(param),
+                retry_after,
+            },
+            Error::UpstreamUnreachable { backend, detail } => Error::UpstreamUnreachable {
+                backend,
+                detail: r(detail),
+            },
+            Error::BadUpstream { backend, detail } => Error::BadUpstream {
+                backend,
+                detail: r(detail),
+            },
+            Error::UpstreamTimeout { backend, detail } => Error::UpstreamTimeout {
+                backend,
+                detail: r(detail),
+            },
+            Error::Translator { translator, detail } => Error::Translator {
+                translator,
+                detail: r(detail),
+            },
+            Error::Credentials(m) => Error::Credentials(r(m)),
+            Error::StoreUnavailable(m) => Error::StoreUnavailable(r(m)),
+            Error::Internal(m) => Error::Internal(r(m)),
+            other => other,
+        }
     }
 }
 
 /// The OpenAI error type conventionally used for an HTTP status.
 fn type_for_status(status: u16) -> &'static str {
     match status {
-        400 | 404 | 405 | 409 | 413 | 422 => "invalid_request_error",
+        400 | 404 | 405 | 408 | 409 | 413 | 415 | 422 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
         429 => "rate_limit_error",

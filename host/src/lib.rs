@@ -132,6 +132,7 @@ mod error;
 mod ids;
 mod media;
 mod proxy;
+pub mod redact;
 mod routing;
 #[cfg(feature = "server")]
 mod server;
@@ -150,6 +151,8 @@ pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
 };
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "server")]
+pub use server::{raise_open_files_limit, serve};
 
 /// The wire types: Responses (canonical) and Chat Completions requests,
 /// responses and stream events (the `llmproxy-api` crate).

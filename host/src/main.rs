@@ -169,10 +169,27 @@ fn init_logging(default: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| Scrubbed(std::io::stderr()));
     match format {
         LogFormat::Text => logger.init(),
         LogFormat::Json => logger.json().flatten_event(true).init(),
+    }
+}
+
+/// A log writer that removes every secret the process holds from each line
+/// (the formatter writes one event per `write`) before it reaches stderr.
+struct Scrubbed(std::io::Stderr);
+
+impl std::io::Write for Scrubbed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0
+            .write_all(llmproxy::redact::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -336,6 +353,7 @@ async fn translate(
 
 async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<()> {
     let listen = config.server.listen;
+    let server = config.server.clone();
     let grace = config.server.shutdown_timeout_secs;
     let summary = summary(&config);
     let auth = config.server.api_key.is_some();
@@ -354,6 +372,11 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
             );
         }
         config.responses.store = StoreKind::Memory;
+    }
+    // Connections are capped below the open-files limit: as high as the
+    // system lets this process go.
+    if let Some(files) = llmproxy::raise_open_files_limit() {
+        tracing::debug!("open files limit: {files}");
     }
     let proxy = Proxy::new(config).await?;
     if cli.check_config {
@@ -385,14 +408,6 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
             watched,
         ));
     }
-    // Without TCP_NODELAY, the second small write of a stream waits for the
-    // client's delayed ACK: 40 ms stalls between events (measured by
-    // `just bench`).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
     let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
     let on_signal = {
         let (proxy, signalled) = (proxy.clone(), signalled.clone());
@@ -405,9 +420,7 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
             signalled.notify_one();
         }
     };
-    let serve = axum::serve(listener, proxy.router())
-        .with_graceful_shutdown(on_signal)
-        .into_future();
+    let serve = llmproxy::serve(listener, proxy.router(), &server, on_signal);
     tokio::pin!(serve);
     tokio::select! {
         served = &mut serve => served.context("server error")?,

@@ -27,8 +27,27 @@ const MAX_REDIRECTS: usize = 5;
 pub(crate) struct MediaFetcher {
     client: Option<reqwest::Client>,
     max_bytes: u64,
+    /// Most bytes for one request.
+    max_request: u64,
+    /// Bytes downloaded or held for all requests, in KiB permits.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_inflight_mib: u32,
     timeout: Duration,
     allow_private: bool,
+}
+
+/// The media bytes a request holds, counted against
+/// `media.max_inflight_mib` until dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Held(Vec<tokio::sync::OwnedSemaphorePermit>);
+
+/// One request's downloads: what they may total, and what they hold.
+struct Budget {
+    room: u64,
+    used: std::sync::atomic::AtomicU64,
+    held: std::sync::Mutex<Held>,
+    /// Why `room` is what it is, for messages.
+    why: String,
 }
 
 /// Whether an address is on the public internet (not loopback, private,
@@ -55,13 +74,19 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
-                || (seg[0] == 0x64 && seg[1] == 0xff9b))
+            // Only global unicast (2000::/3) is public, less the special
+            // ranges inside it: 2001::/23 (IETF assignments: Teredo,
+            // benchmarking, ORCHID...), 2001:db8::/32 and 3fff::/20
+            // (documentation) and 2002::/16 (6to4, which embeds any IPv4
+            // address). Everything outside 2000::/3 - loopback, the
+            // IPv4-compatible ::/96, NAT64 64:ff9b::/96, discard 100::/64,
+            // unique local fc00::/7, link-local fe80::/10, the deprecated
+            // site-local fec0::/10, multicast - is not.
+            (seg[0] & 0xe000) == 0x2000
+                && !(seg[0] == 0x2001 && seg[1] < 0x0200)
+                && !(seg[0] == 0x2001 && seg[1] == 0x0db8)
+                && seg[0] != 0x2002
+                && (seg[0] & 0xfff0) != 0x3ff0
         }
     }
 }
@@ -144,13 +169,27 @@ impl MediaFetcher {
         Ok(MediaFetcher {
             client,
             max_bytes: u64::from(config.max_mib) * 1024 * 1024,
+            max_request: u64::from(config.max_request_mib) * 1024 * 1024,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.max_inflight_mib as usize * 1024,
+            )),
+            max_inflight_mib: config.max_inflight_mib,
             timeout,
             allow_private: config.allow_private_networks,
         })
     }
 
     /// Downloads every URL (concurrently); the first failure fails all.
-    pub(crate) async fn fetch_all(&self, urls: &[String]) -> Result<Vec<Media>, Error> {
+    /// Together they may total `room` bytes (what the translator of
+    /// `backend` can take with the request) and `media.max_request_mib`;
+    /// what they hold counts against `media.max_inflight_mib` until the
+    /// returned [`Held`] is dropped.
+    pub(crate) async fn fetch_all(
+        &self,
+        urls: &[String],
+        room: u64,
+        backend: &str,
+    ) -> Result<(Vec<Media>, Held), Error> {
         let Some(client) = &self.client else {
             return Err(Error::Unsupported {
                 message: format!(
@@ -173,11 +212,65 @@ impl MediaFetcher {
                 unique.len()
             )));
         }
-        let fetches = unique.into_iter().map(|u| self.fetch(client, u));
-        futures_util::future::try_join_all(fetches).await
+        let why = if room < self.max_request {
+            format!(
+                "what the translator of backend {backend:?} can take along with this request in its memory limit (translators.memory_limit_mib)"
+            )
+        } else {
+            "media.max_request_mib".to_string()
+        };
+        let budget = Budget {
+            room: room.min(self.max_request),
+            used: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::Mutex::new(Held::default()),
+            why,
+        };
+        let fetches = unique.into_iter().map(|u| self.fetch(client, u, &budget));
+        let media = futures_util::future::try_join_all(fetches).await?;
+        let held = match budget.held.into_inner() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Ok((media, held))
     }
 
-    async fn fetch(&self, client: &reqwest::Client, url: &str) -> Result<Media, Error> {
+    /// Counts `n` more bytes of `url` against the request's and every
+    /// request's budget.
+    fn take(&self, budget: &Budget, n: u64, url: &str) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let used = budget.used.fetch_add(n, Ordering::SeqCst) + n;
+        if used > budget.room {
+            return Err(Error::InvalidRequest {
+                message: format!(
+                    "cannot download {url}: the files this request links total more than {} MiB, {}; link fewer or smaller files, or send them inline as data: URLs",
+                    budget.room / (1024 * 1024),
+                    budget.why
+                ),
+                param: None,
+                code: Some("media_too_large".into()),
+            });
+        }
+        let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
+        match self.in_flight.clone().try_acquire_many_owned(kib) {
+            Ok(permit) => {
+                if let Ok(mut held) = budget.held.lock() {
+                    held.0.push(permit);
+                }
+                Ok(())
+            }
+            Err(_) => Err(Error::Overloaded(format!(
+                "the proxy is holding as many downloaded files as it may for all requests together (media.max_inflight_mib = {}); retry shortly",
+                self.max_inflight_mib
+            ))),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        budget: &Budget,
+    ) -> Result<Media, Error> {
         let fail = |why: String| invalid(format!("cannot download {url}: {why}"));
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a URL ({e})")))?;
         if let Some(why) = refuse(&parsed, self.allow_private) {
@@ -196,11 +289,15 @@ impl MediaFetcher {
                     status.as_u16()
                 )));
             }
-            if response
-                .content_length()
-                .is_some_and(|n| n > self.max_bytes)
-            {
+            let declared = response.content_length();
+            if declared.is_some_and(|n| n > self.max_bytes) {
                 return Err(fail(self.too_large()));
+            }
+            // A declared size is counted before the body is read.
+            let mut counted = 0u64;
+            if let Some(n) = declared {
+                self.take(budget, n, url)?;
+                counted = n;
             }
             let header_type = response
                 .headers()
@@ -213,8 +310,13 @@ impl MediaFetcher {
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| fail(error_chain(&e)))?;
-                if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                let total = (body.len() + chunk.len()) as u64;
+                if total > self.max_bytes {
                     return Err(fail(self.too_large()));
+                }
+                if total > counted {
+                    self.take(budget, total - counted, url)?;
+                    counted = total;
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -289,10 +391,29 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "fec0::1",
+            "feff::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001::1",
+            "2001:db8::1",
+            "64:ff9b::7f00:1",
+            "100::1",
+            "3fff::1",
+            "ff02::1",
+            "::",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "142.250.1.1", "2a00:1450::1"] {
+        for public in [
+            "8.8.8.8",
+            "142.250.1.1",
+            "2a00:1450::1",
+            "2001:4860:4860::8888",
+            "2606:4700::1111",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

@@ -13,7 +13,7 @@ use crate::routing::Routes;
 use crate::signatures::{Learner, SignatureCache};
 use crate::store::Store;
 use crate::translator::{
-    self, Context, Limits, Requested, Runtime, StreamInstance, Translator, UpstreamResponse,
+    self, Context, Limits, Requested, Runtime, StreamInstance, Translator, UpstreamResponse, budget,
 };
 use crate::upstream::{self, SseEvent, SseParser, Upstream};
 use bytes::Bytes;
@@ -38,6 +38,11 @@ pub struct Proxy {
 pub(crate) struct Cutoff(Option<tokio::sync::watch::Receiver<bool>>);
 
 impl Cutoff {
+    /// Whether the cutoff has been given.
+    pub(crate) fn is_reached(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
     /// Completes once the cutoff is given; never, without a server.
     async fn reached(&self) {
         if let Some(rx) = &self.0 {
@@ -67,6 +72,8 @@ pub(crate) struct Inner {
     pub routes: Routes,
     pub max_body_bytes: usize,
     pub max_body_mib: u32,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
     pub api_key: Option<Secret>,
     /// Shared by the configurations a reload replaces.
     pub signatures: Arc<SignatureCache>,
@@ -169,16 +176,9 @@ impl Backend {
         }
     }
 
-    /// Scrubs credentials out of an upstream error before it leaves, and
-    /// fills in the upstream's `Retry-After` when the translator gave none.
-    fn scrub(&self, mut err: Error, upstream_retry_after: Option<u32>) -> Error {
-        if let Error::Upstream {
-            message,
-            retry_after,
-            ..
-        } = &mut err
-        {
-            *message = self.upstream.redact(std::mem::take(message));
+    /// Fills in the upstream's `Retry-After` when the translator gave none.
+    fn with_retry_after(mut err: Error, upstream_retry_after: Option<u32>) -> Error {
+        if let Error::Upstream { retry_after, .. } = &mut err {
             *retry_after = retry_after.or(upstream_retry_after);
         }
         err
@@ -315,6 +315,7 @@ impl Proxy {
                 routes,
                 max_body_bytes: config.server.max_body_mib as usize * 1024 * 1024,
                 max_body_mib: config.server.max_body_mib,
+                body_timeout: Duration::from_secs_f64(config.server.body_timeout_secs),
                 api_key: config.server.api_key.clone(),
                 signatures,
                 store,
@@ -347,6 +348,7 @@ impl Proxy {
         extras: &str,
         log: &mut AccessLog,
     ) -> Result<Outcome, Error> {
+        log.watch(self.cutoff.clone());
         let result = tokio::select! {
             result = self.run(body, extras, log) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
@@ -370,6 +372,7 @@ impl Proxy {
                 upstream_id,
             },
             Err(e) => {
+                let e = e.redacted();
                 log.failed(&e);
                 return Err(e);
             }
@@ -415,7 +418,15 @@ impl Proxy {
         let plan = self.plan(body, &mut head, &backend, extras == "{}").await?;
         let body = plan.body;
         let upstream_model = backend.upstream_model(&model);
+        backend.upstream.check_model(&upstream_model)?;
         let translator = backend.translator(&upstream_model)?.clone();
+        let need = fits(
+            &backend,
+            &translator,
+            &body,
+            extras,
+            plan.continued.as_deref(),
+        )?;
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
         // Chat clients cannot carry thought signatures; the proxy keeps them.
         let learn = (extras != "{}").then(|| self.clone());
@@ -424,8 +435,18 @@ impl Proxy {
         let mut request = match instance.request(&ctx, &body).await? {
             Requested::Ready(request) => request,
             Requested::NeedsMedia(urls) => {
-                ctx.media = self.inner.media.fetch_all(&urls).await?;
-                match instance.request(&ctx, &body).await? {
+                let room = budget::media_room(translator.memory_bytes(), need);
+                let (media, held) = self
+                    .inner
+                    .media
+                    .fetch_all(&urls, room, &backend.name)
+                    .await?;
+                ctx.media = media;
+                let requested = instance.request(&ctx, &body).await;
+                // The files are in the upstream request now.
+                ctx.media = Vec::new();
+                drop(held);
+                match requested? {
                     Requested::Ready(request) => request,
                     Requested::NeedsMedia(urls) => {
                         return Err(Error::Translator {
@@ -497,7 +518,10 @@ impl Proxy {
         let out = instance
             .response(&ctx, &state, &upstream_response)
             .await
-            .map_err(|e| backend.scrub(e, retry_after))?;
+            .map_err(|e| Backend::with_retry_after(e, retry_after))?;
+        // The translator's output quotes the upstream, which may quote what
+        // it was sent.
+        let out = crate::redact::redact_bytes(out);
         let mut object = match serde_json::from_slice::<Value>(&out) {
             Ok(Value::Object(o)) => o,
             _ => {
@@ -546,6 +570,46 @@ impl Proxy {
     }
 }
 
+/// Whether `translator` can map `body` (with `extras`) in its memory
+/// limit, by [`budget`]'s estimate: the memory it needs, or a 413 naming
+/// the limit (a 400 when a kept conversation, `continued`, grew too large).
+fn fits(
+    backend: &Backend,
+    translator: &Translator,
+    body: &[u8],
+    extras: &str,
+    continued: Option<&str>,
+) -> Result<usize, Error> {
+    let size = budget::Size::of(body);
+    let need = size.need(budget::Size::of(extras.as_bytes()));
+    let memory = translator.memory_bytes();
+    if need <= memory {
+        return Ok(need);
+    }
+    let limit = format!(
+        "the translator of backend {:?} can map about {} of text, or fewer parts, in its {} (translators.memory_limit_mib)",
+        backend.name,
+        budget::mib(budget::largest_body(memory)),
+        budget::mib(memory),
+    );
+    Err(match continued {
+        Some(previous) => Error::InvalidRequest {
+            message: format!(
+                "The conversation that previous_response_id '{previous}' continues has grown too large to continue here: with this request it is {} in {} JSON values, and {limit}. Start a new conversation, or send a shorter one in `input`.",
+                budget::mib(size.bytes),
+                size.values
+            ),
+            param: Some("previous_response_id".into()),
+            code: Some("conversation_too_large".into()),
+        },
+        None => Error::TooLargeToTranslate(format!(
+            "The request is too large to translate: it is {} in {} JSON values, and {limit}. Send less at once, or raise the limit.",
+            budget::mib(size.bytes),
+            size.values
+        )),
+    })
+}
+
 /// What a canonical request produced.
 pub(crate) enum Outcome {
     /// A complete `ResponseResource`.
@@ -584,7 +648,7 @@ struct StreamState {
 
 impl StreamState {
     fn fail(&mut self, err: Error) {
-        let err = self.backend.scrub(err, None);
+        let err = err.redacted();
         tracing::warn!(backend = %self.backend.name, "stream failed: {err}");
         self.pending.extend(self.guard.fail(&err));
         self.done = true;
@@ -592,6 +656,7 @@ impl StreamState {
 
     fn accept(&mut self, events: Vec<String>) {
         for text in events {
+            let text = crate::redact::redact_owned(text);
             match self.guard.accept(&text) {
                 Ok(out) => {
                     if self.learn.is_some() {
@@ -648,7 +713,8 @@ impl StreamState {
             return;
         }
         let idle = self.backend.upstream.timeouts.idle;
-        let wait = idle.min(self.deadline.saturating_duration_since(Instant::now()));
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let wait = idle.min(left);
         let mut events = Vec::new();
         let next = tokio::select! {
             next = tokio::time::timeout(wait, self.body.next()) => next,
@@ -658,10 +724,11 @@ impl StreamState {
             Err(_) => {
                 return self.fail(Error::UpstreamTimeout {
                     backend: self.backend.name.clone(),
-                    detail: format!(
-                        "the event stream was silent for {:.1}s (idle_timeout_secs / total_timeout_secs)",
-                        wait.as_secs_f64()
-                    ),
+                    detail: self
+                        .backend
+                        .upstream
+                        .timeouts
+                        .stalled("the event stream", wait, left),
                 });
             }
             Ok(Some(Err(e))) => {
@@ -744,6 +811,9 @@ async fn credentials(
             let tls = upstream::tls_config().map_err(ConfigError::new)?;
             let http = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)
+                // The token request carries a signed assertion or a refresh
+                // token: it goes nowhere but the token endpoint.
+                .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .build()
                 .map_err(|e| ConfigError::new(format!("cannot build the HTTP client: {e}")))?;

@@ -1,7 +1,7 @@
 //! Talking to upstreams: the HTTP client, credentials, timeouts, and the SSE
 //! parser for upstream event streams.
 
-use crate::config::{BackendConfig, ConfigError, Secret, Timeouts};
+use crate::config::{BackendConfig, ConfigError, Timeouts};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::translator::UpstreamRequest;
@@ -11,6 +11,9 @@ use http::{HeaderName, HeaderValue, Method};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod fence;
+pub(crate) use fence::Fence;
 
 /// Largest non-streamed upstream body the proxy reads (it goes through a
 /// translator, whose memory is capped anyway).
@@ -59,6 +62,10 @@ enum Failure {
 pub(crate) struct Upstream {
     backend: String,
     base: String,
+    /// `base`, parsed: every request URL keeps its origin and path prefix.
+    base_url: reqwest::Url,
+    /// What the translator's paths may be.
+    fence: Fence,
     client: reqwest::Client,
     credentials: Credentials,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -105,10 +112,37 @@ impl Upstream {
             })?
             .trim_end_matches('/')
             .to_string();
+        let base_url = reqwest::Url::parse(&base)
+            .map_err(|e| ConfigError::new(format!("{at}: base_url {base:?} is not a URL: {e}")))?;
+        let fence = match &credentials {
+            Credentials::Gcp(_) => {
+                let setting = |key: &str| {
+                    config
+                        .settings
+                        .get(key)
+                        .and_then(toml::Value::as_str)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ConfigError::new(format!(
+                                "{at}: it uses Google credentials, which the proxy only sends to Vertex AI model methods of one project and location: set settings.{key}"
+                            ))
+                        })
+                };
+                Fence::Vertex {
+                    project: setting("project")?,
+                    location: setting("location")?,
+                }
+            }
+            _ => Fence::Base,
+        };
         let timeouts = config.timeouts();
         let tls = tls_config().map_err(|e| ConfigError::new(format!("{at}: {e}")))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            // A redirect would carry the credentials and the prompt to
+            // wherever the upstream points: never followed (a 3xx is a 502).
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -126,6 +160,8 @@ impl Upstream {
         Ok(Upstream {
             backend: config.name.clone(),
             base,
+            base_url,
+            fence,
             client,
             credentials,
             headers,
@@ -133,17 +169,50 @@ impl Upstream {
         })
     }
 
-    /// Removes this backend's credentials from a text about to leave the
-    /// proxy (an upstream's error message may quote them).
-    pub(crate) fn redact(&self, text: String) -> String {
-        self.credentials.redact(text)
-    }
-
     fn translator_fault(&self, translator: &str, detail: String) -> Error {
         Error::Translator {
             translator: translator.into(),
             detail,
         }
+    }
+
+    /// A 400 unless `model` (the upstream name, after `model_map`) may be
+    /// sent to this backend: on Vertex AI it becomes a URL path segment.
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), Error> {
+        let checked = match self.fence {
+            Fence::Base => llmproxy_api::model::check(model),
+            Fence::Vertex { .. } => llmproxy_api::model::check_path_segment(model),
+        };
+        checked.map_err(crate::canonical::invalid_model)
+    }
+
+    /// The URL for a translator's `path`, checked against the fence and
+    /// joined to the base URL, keeping its origin and path prefix.
+    fn url(&self, method: &Method, path: &str) -> Result<reqwest::Url, String> {
+        self.fence.check(method, path)?;
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
+            format!(
+                "asked for the upstream path {path:?}, which makes no URL ({e}); nothing was sent"
+            )
+        })?;
+        let base = &self.base_url;
+        let prefix = base.path().trim_end_matches('/');
+        let under = url.path() == prefix
+            || url
+                .path()
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'));
+        if url.scheme() != base.scheme()
+            || url.host() != base.host()
+            || url.port_or_known_default() != base.port_or_known_default()
+            || !under
+        {
+            return Err(format!(
+                "asked for the upstream path {path:?}, which leaves the base URL {}; nothing was sent",
+                self.base
+            ));
+        }
+        Ok(url)
     }
 
     /// Sends a translated request: joins the path to the base URL, adds the
@@ -161,18 +230,9 @@ impl Upstream {
                 format!("asked for HTTP method {:?}", request.method),
             )
         })?;
-        // Always relative to the base URL: a leading '/' keeps the
-        // authority out of the translator's reach.
-        if !request.path.starts_with('/') || request.path.starts_with("//") {
-            return Err(self.translator_fault(
-                translator,
-                format!(
-                    "asked for path {:?}, which must start with '/'",
-                    request.path
-                ),
-            ));
-        }
-        let url = format!("{}{}", self.base, request.path);
+        let url = self
+            .url(&method, &request.path)
+            .map_err(|rule| self.translator_fault(translator, rule))?;
         let mut headers = http::HeaderMap::new();
         for (name, value) in &request.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -216,6 +276,9 @@ impl Upstream {
             {
                 Ok((response, applied)) => {
                     let status = response.status();
+                    if status.is_redirection() {
+                        return Err(self.redirected(&response));
+                    }
                     if status == http::StatusCode::UNAUTHORIZED
                         && !refreshed
                         && self.credentials.rejected(&applied)
@@ -249,7 +312,7 @@ impl Upstream {
             };
             retried += 1;
             let why = match failure {
-                Failure::Transport(error) => error.to_string(),
+                Failure::Transport(error) => error.redacted().to_string(),
                 Failure::Status(response) => format!("HTTP {}", response.status().as_u16()),
             };
             tracing::warn!(
@@ -259,6 +322,24 @@ impl Upstream {
                 wait.as_millis()
             );
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The 502 for a redirect, which is never followed: it would carry the
+    /// credentials, the static headers and the prompt elsewhere.
+    fn redirected(&self, response: &reqwest::Response) -> Error {
+        let to = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| format!(" to {:?}", l.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        Error::BadUpstream {
+            backend: self.backend.clone(),
+            detail: format!(
+                "it answered HTTP {} with a redirect{to}, which llmproxy does not follow (a redirect would take the credentials and the request elsewhere); set the backend's base_url to the address that answers",
+                response.status().as_u16()
+            ),
         }
     }
 
@@ -284,7 +365,7 @@ impl Upstream {
     async fn attempt(
         &self,
         method: &Method,
-        url: &str,
+        url: &reqwest::Url,
         headers: &http::HeaderMap,
         body: Bytes,
         deadline: Instant,
@@ -296,21 +377,26 @@ impl Upstream {
         }
         let request = self
             .client
-            .request(method.clone(), url)
+            .request(method.clone(), url.clone())
             .headers(headers)
             .body(body)
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the upstream request: {e}")))?;
-        let now = Instant::now();
-        let wait = self
-            .timeouts
-            .first_byte
-            .min(deadline.saturating_duration_since(now));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = self.timeouts.first_byte.min(left);
         match tokio::time::timeout(wait, self.client.execute(request)).await {
+            Err(_) if wait < self.timeouts.first_byte => Err(Error::UpstreamTimeout {
+                backend: self.backend.clone(),
+                detail: format!(
+                    "no response from {} before the exchange's limit of {:.1}s (total_timeout_secs)",
+                    self.base,
+                    self.timeouts.total.as_secs_f64()
+                ),
+            }),
             Err(_) => Err(Error::UpstreamTimeout {
                 backend: self.backend.clone(),
                 detail: format!(
-                    "no response from {} within {:.1}s (first_byte_timeout_secs / total_timeout_secs)",
+                    "no response from {} within {:.1}s (first_byte_timeout_secs)",
                     self.base,
                     wait.as_secs_f64()
                 ),
@@ -344,7 +430,7 @@ impl Upstream {
         };
         Error::UpstreamUnreachable {
             backend: self.backend.clone(),
-            detail: self.redact(format!("cannot reach {}: {detail}", self.base)),
+            detail: format!("cannot reach {}: {detail}", self.base),
         }
     }
 
@@ -357,18 +443,13 @@ impl Upstream {
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         loop {
-            let wait = self
-                .timeouts
-                .idle
-                .min(deadline.saturating_duration_since(Instant::now()));
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = self.timeouts.idle.min(left);
             match tokio::time::timeout(wait, stream.next()).await {
                 Err(_) => {
                     return Err(Error::UpstreamTimeout {
                         backend: self.backend.clone(),
-                        detail: format!(
-                            "the response body stalled for {:.1}s (idle_timeout_secs / total_timeout_secs)",
-                            wait.as_secs_f64()
-                        ),
+                        detail: self.timeouts.stalled("the response body", wait, left),
                     });
                 }
                 Ok(None) => return Ok(Bytes::from(body)),
@@ -388,20 +469,6 @@ impl Upstream {
             }
         }
     }
-}
-
-/// Replaces every occurrence of a secret (and of its bare key, when the
-/// header value is `Bearer <key>`) with `[redacted]`.
-pub(crate) fn redact_secret(text: String, secret: &Secret) -> String {
-    let full = secret.expose();
-    let bare = full.strip_prefix("Bearer ").unwrap_or(full);
-    let mut text = text;
-    for needle in [full, bare] {
-        if needle.len() >= 4 && text.contains(needle) {
-            text = text.replace(needle, "[redacted]");
-        }
-    }
-    text
 }
 
 /// The headers of an upstream response as (name, value) strings.
@@ -695,14 +762,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Translator { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn redacts_bare_and_bearer_forms() {
-        let s = Secret::new("Bearer sk-live-123456");
-        assert_eq!(
-            redact_secret("bad key sk-live-123456 sent".into(), &s),
-            "bad key [redacted] sent"
-        );
     }
 }

@@ -110,6 +110,15 @@ impl Error {
         })
     }
 
+    /// A model name this backend cannot use (HTTP 400, `invalid_model`).
+    pub fn invalid_model(e: api::model::InvalidModel) -> Self {
+        Error::InvalidRequest(ErrorInfo {
+            message: e.0,
+            param: Some("model".into()),
+            code: Some("invalid_model".into()),
+        })
+    }
+
     /// A feature this backend cannot provide (HTTP 400, `unsupported_parameter`).
     pub fn unsupported(message: impl Into<String>, param: Option<&str>) -> Self {
         Error::Unsupported(ErrorInfo {

@@ -331,12 +331,10 @@ impl GcpAuth {
         }
     }
 
-    /// The current token, for scrubbing it out of messages.
-    pub(crate) fn current(&self) -> Option<Secret> {
-        self.cache.lock().ok()?.as_ref().map(|c| c.token.clone())
-    }
-
     async fn fetch(&self) -> Result<(Secret, Duration), String> {
+        // The signed assertion, a Secret (so registered for redaction) for
+        // as long as its request and answer are handled.
+        let assertion: Secret;
         let response = match &self.source {
             Source::ServiceAccount {
                 email,
@@ -344,10 +342,15 @@ impl GcpAuth {
                 key,
                 token_uri,
             } => {
-                let jwt = service_account_jwt(email, key_id.as_deref(), key.as_ref(), token_uri)?;
+                assertion = Secret::new(service_account_jwt(
+                    email,
+                    key_id.as_deref(),
+                    key.as_ref(),
+                    token_uri,
+                )?);
                 let body = form(&[
                     ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                    ("assertion", &jwt),
+                    ("assertion", assertion.expose()),
                 ]);
                 self.post_form(token_uri, body).await?
             }
@@ -394,10 +397,25 @@ impl GcpAuth {
             .map_err(|e| format!("reading the token response failed: {}", cause(&e)))?;
         let parsed: TokenResponse = serde_json::from_slice(&body).unwrap_or_default();
         if !status.is_success() {
-            return Err(match (parsed.error, parsed.error_description) {
-                (Some(e), Some(d)) => format!("HTTP {status}: {e}: {d}"),
-                (Some(e), None) => format!("HTTP {status}: {e}"),
-                _ => format!("HTTP {status}"),
+            // By status and OAuth error code only: a token endpoint's
+            // description (or an HTML page) may quote the request, which
+            // carries the assertion or the refresh token and client secret.
+            let code = parsed.error.filter(|e| {
+                (1..=64).contains(&e.len())
+                    && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+            let hint = match code.as_deref() {
+                Some("invalid_grant") => {
+                    ": the refresh token or the key is no longer valid (expired, revoked, or a clock far off); run `gcloud auth application-default login` again or issue a new key"
+                }
+                Some("invalid_client" | "unauthorized_client") => {
+                    ": the token endpoint does not accept this client; check the credentials file"
+                }
+                _ => "",
+            };
+            return Err(match code {
+                Some(e) => format!("HTTP {status}: {e}{hint}"),
+                None => format!("HTTP {status}"),
             });
         }
         let token = parsed
@@ -441,7 +459,6 @@ struct TokenResponse {
     expires_in: Option<serde_json::Value>,
     refresh_token: Option<String>,
     error: Option<String>,
-    error_description: Option<String>,
 }
 
 /// The innermost cause of a transport error (no URL with secrets in it).

@@ -78,16 +78,4 @@ impl Credentials {
             _ => false,
         }
     }
-
-    /// Removes credentials from a text about to leave the proxy.
-    pub(crate) fn redact(&self, text: String) -> String {
-        match self {
-            Credentials::None => text,
-            Credentials::Header { value, .. } => crate::upstream::redact_secret(text, value),
-            Credentials::Gcp(auth) => match auth.current() {
-                Some(token) => crate::upstream::redact_secret(text, &token),
-                None => text,
-            },
-        }
-    }
 }

@@ -2,7 +2,10 @@
 //! endpoints render canonical output in the client's format.
 
 mod chat;
+mod connections;
 mod responses;
+
+pub use connections::{raise_open_files_limit, serve};
 
 use crate::access::AccessLog;
 use crate::error::Error;
@@ -194,7 +197,23 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large);
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    // A compressed body parsed as if it were plain JSON would fail in
+    // confusing ways (or slip past checks): refused instead.
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?").trim();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Err(Error::UnsupportedEncoding(
+                encoding.chars().take(40).collect(),
+            ));
+        }
+    }
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(proxy.inner.body_timeout, collect).await else {
+        return Err(Error::RequestTimeout {
+            limit_secs: proxy.inner.body_timeout.as_secs_f64(),
+        });
+    };
+    match collected {
         Ok(collected) => {
             let body = collected.to_bytes();
             check_nesting(&body)?;
@@ -218,10 +237,16 @@ fn access_log(endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
 /// The client's response for what an endpoint produced, with the log told
 /// of a failure and the request id added.
 fn respond(result: Result<Response, Error>, log: &mut AccessLog) -> Response {
-    let response = result.unwrap_or_else(|e| {
-        log.failed(&e);
-        e.into_response()
-    });
+    let response = match result {
+        Ok(response) => {
+            log.answered(response.status().as_u16());
+            response
+        }
+        Err(e) => {
+            log.failed(&e);
+            e.into_response()
+        }
+    };
     with_request_id(response, log)
 }
 
@@ -247,14 +272,49 @@ pub(crate) fn check_request(endpoint: &str, body: &[u8]) -> Result<(), Error> {
 const MAX_NESTING: usize = 64;
 
 /// Refuses bodies nested deeper than [`MAX_NESTING`], before any parser
-/// (the host's or a translator's) recurses into them.
+/// (the host's or a translator's) recurses into them, and strings with a
+/// `\u` escape of half a surrogate pair (which the host's raw pass-through
+/// parsing would let through, and a translator refuse in other words).
 fn check_nesting(body: &[u8]) -> Result<(), Error> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
+    let invalid = |message: String| Error::InvalidRequest {
+        message,
+        param: None,
+        code: Some("invalid_json".into()),
+    };
+    let hex = |at: usize| {
+        body.get(at..at + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let lone = |at: usize| {
+        invalid(format!(
+            "The request body is not valid JSON: the escape at byte {at} is half of a UTF-16 surrogate pair (\\ud800-\\udfff must come as a high-low pair)."
+        ))
+    };
+    let (mut depth, mut in_string) = (0usize, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        i += 1;
         if in_string {
             match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
+                b'\\' if body.get(i) == Some(&b'u') => {
+                    let at = i - 1;
+                    match hex(i + 1) {
+                        Some(0xd800..=0xdbff) => {
+                            let low = (body.get(i + 5..i + 7) == Some(&b"\\u"[..]))
+                                .then(|| hex(i + 7))
+                                .flatten();
+                            if !matches!(low, Some(0xdc00..=0xdfff)) {
+                                return Err(lone(at));
+                            }
+                            i += 11;
+                        }
+                        Some(0xdc00..=0xdfff) => return Err(lone(at)),
+                        _ => i += 5,
+                    }
+                }
+                b'\\' => i += 1,
                 b'"' => in_string = false,
                 _ => {}
             }
@@ -265,13 +325,9 @@ fn check_nesting(body: &[u8]) -> Result<(), Error> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(Error::InvalidRequest {
-                        message: format!(
-                            "The request body nests JSON arrays and objects more than {MAX_NESTING} levels deep; flatten it."
-                        ),
-                        param: None,
-                        code: Some("invalid_json".into()),
-                    });
+                    return Err(invalid(format!(
+                        "The request body nests JSON arrays and objects more than {MAX_NESTING} levels deep; flatten it."
+                    )));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
@@ -337,5 +393,27 @@ mod tests {
         assert!(check_nesting(deep(MAX_NESTING + 1).as_bytes()).is_err());
         let quoted = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
         assert!(check_nesting(quoted.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn half_surrogate_pairs_are_refused() {
+        for ok in [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\u00e9\\ud800"}"#,
+            r#"{"a":"\\\u0041"}"#,
+        ] {
+            assert!(check_nesting(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ud800x"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"x\udfff"}"#,
+        ] {
+            let e = check_nesting(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), Some("invalid_json"), "{bad}");
+            assert!(e.to_string().contains("surrogate"), "{bad}: {e}");
+        }
     }
 }

@@ -145,9 +145,7 @@ async fn forward(backend: &Backend, method: &str, path: String) -> Result<Respon
         .await?;
     let status = answer.status();
     let body = backend.upstream.read_body(answer, deadline).await?;
-    let body = backend
-        .upstream
-        .redact(String::from_utf8_lossy(&body).into_owned());
+    let body = crate::redact::redact_owned(String::from_utf8_lossy(&body).into_owned());
     Ok((
         status,
         [(http::header::CONTENT_TYPE, "application/json")],

@@ -10,6 +10,7 @@
 //! files, sockets or stdin; what they print to stderr is captured (bounded)
 //! and logged when a call fails.
 
+pub(crate) mod budget;
 mod engine_config;
 
 use crate::error::Error;
@@ -407,6 +408,11 @@ impl Translator {
         &self.name
     }
 
+    /// The linear memory one instance may use.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.limits.memory_bytes
+    }
+
     /// A fresh, isolated instance for one client request.
     pub(crate) async fn instantiate(self: &Arc<Self>) -> Result<Instance, Error> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
@@ -505,7 +511,7 @@ impl Translator {
         } else {
             tracing::warn!(
                 translator = %self.name,
-                stderr = %String::from_utf8_lossy(&captured),
+                stderr = %crate::redact::redact(&String::from_utf8_lossy(&captured)),
                 "translator fault: {detail}"
             );
         }

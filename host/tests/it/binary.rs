@@ -22,7 +22,21 @@ impl Drop for Running {
 
 /// Starts the binary and waits for its "listening on" line.
 fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmproxy"));
+    spawn_with(Command::new(env!("CARGO_BIN_EXE_llmproxy")), args, envs)
+}
+
+/// [`spawn`] through a shell that first runs `ulimit` with `limits`.
+fn spawn_with_ulimit(limits: &str, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit {limits} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_llmproxy"),
+    ]);
+    spawn_with(cmd, args, envs)
+}
+
+fn spawn_with(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Running {
     cmd.args(args)
         .env_remove("LLMPROXY_API_KEY")
         .env_remove("LLMPROXY_CONFIG")
@@ -997,4 +1011,392 @@ async fn a_disk_store_keeps_conversations_across_restarts() {
         ])
     );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// Secrets an upstream or a token endpoint quotes back - as they are,
+/// percent-encoded or JSON-escaped - reach neither the client (errors,
+/// stream events, on both endpoints) nor the log.
+#[tokio::test]
+async fn quoted_secrets_reach_neither_client_nor_log() {
+    const KEY: &str = "sk-or-SECRET/key+x=y~z";
+    const KEY_URL: &str = "sk-or-SECRET%2Fkey%2Bx%3Dy~z";
+    const KEY_JSON: &str = r"sk-or-SECRET\/key+x=y~z";
+    const CLIENT_SECRET: &str = "cs-SECRET/client+secret";
+    const REFRESH: &str = "1//0g-REFRESH/token+x";
+    const CLIENT_KEY: &str = "proxy-client-SECRET-9d3e";
+    let up = FakeUpstream::start().await;
+    let vertex = crate::fake_vertex::FakeVertex::start().await;
+    let root = up.base_url.trim_end_matches("/v1").to_string();
+    let dir = config_file("leaks", "").parent().unwrap().to_path_buf();
+    let write = |name: &str, contents: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    };
+    let key_file = write("key", KEY.into());
+    let user = write(
+        "user.json",
+        json!({"type": "authorized_user", "client_id": "cid", "client_secret": CLIENT_SECRET,
+               "refresh_token": REFRESH, "token_uri": format!("{root}/token")})
+        .to_string(),
+    );
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let pem = std::fs::read_to_string(fixtures.join("test-service-account-key.pem")).unwrap();
+    let service = write(
+        "sa.json",
+        json!({"type": "service_account", "private_key": pem, "client_email": "sa@p.iam.gserviceaccount.com",
+               "token_uri": format!("{root}/token")})
+        .to_string(),
+    );
+    let vertex_creds = vertex.credentials_file().display().to_string();
+    let settings = "settings = { project = \"p\", location = \"us-east5\" }";
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"vx\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"gemini-*\"]\nauth = {{ gcp_credentials_file = {vertex_creds:?} }}\n{settings}\n\
+         [[backends]]\nname = \"au\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-au-*\"]\nauth = {{ gcp_credentials_file = {user:?} }}\n{settings}\n\
+         [[backends]]\nname = \"sa\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-sa-*\"]\nauth = {{ gcp_credentials_file = {service:?} }}\n{settings}\n\
+         [[backends]]\nname = \"or\"\nkind = \"openresponses\"\nbase_url = \"{}\"\nmodels = [\"*\"]\nauth = {{ bearer_file = {key_file:?} }}\n",
+        up.base_url
+    );
+    let path = config_file("leaks", &toml);
+    let mut proxy = spawn(
+        &["--config", path.to_str().unwrap()],
+        &[("RUST_LOG", "debug"), ("LLMPROXY_API_KEY", CLIENT_KEY)],
+    );
+    let http = client();
+    let mut answers = Vec::new();
+    let mut ask = async |path: &str, body: Value| {
+        let r = http
+            .post(format!("{}{path}", proxy.url))
+            .bearer_auth(CLIENT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        answers.push(text.clone());
+        (status, text)
+    };
+    let chat = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let responses =
+        |model: &str, stream: bool| json!({"model": model, "stream": stream, "input": "hi"});
+
+    // 1. Vertex answers SSE text, or HTML, where JSON was expected, echoing
+    // the access token.
+    let echoed = "data: not json; you sent {auth} ({bearer_url})\n\n";
+    for (path, body) in [
+        ("/v1/chat/completions", chat("gemini-2.5-flash", true)),
+        ("/v1/responses", responses("gemini-2.5-flash", true)),
+    ] {
+        up.script([Reply::Echo(200, "text/event-stream", echoed.into())]);
+        let (status, text) = ask(path, body).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    up.script([Reply::Echo(
+        200,
+        "text/html",
+        "<p>token {bearer}</p>".into(),
+    )]);
+    let (status, text) = ask("/v1/responses", responses("gemini-2.5-flash", false)).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    let token = up.last().headers["authorization"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_string();
+    assert!(token.starts_with("ya29."), "{token}");
+
+    // 2. An OpenResponses stream whose error events quote the key.
+    let failed = format!(
+        "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\",\"message\":\"bad key {KEY} ({KEY_URL})\",\"param\":null}}}}\n\n\
+         event: response.failed\ndata: {{\"type\":\"response.failed\",\"response\":{{\"id\":\"r1\",\"status\":\"failed\",\"output\":[],\"error\":{{\"code\":\"invalid_api_key\",\"message\":\"key {KEY_JSON}\"}}}}}}\n\n"
+    );
+    for (path, body) in [
+        ("/v1/responses", responses("or-m", true)),
+        ("/v1/chat/completions", chat("or-m", true)),
+    ] {
+        up.script([Reply::Echo(200, "text/event-stream", failed.clone())]);
+        let (_, text) = ask(path, body).await;
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    up.script([Reply::Echo(
+        401,
+        "application/json",
+        format!("{{\"error\":{{\"message\":\"key {KEY_JSON} / {{auth}}\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}}}"),
+    )]);
+    let (status, text) = ask("/v1/chat/completions", chat("or-m", false)).await;
+    assert_eq!(status, 401, "{text}");
+
+    // 3. Token endpoints that answer 400 quoting the form they were sent.
+    let quoting = r#"{"error":"invalid_grant","error_description":"bad form: {body_json}"}"#;
+    for model in ["claude-au-x", "claude-sa-x"] {
+        for reply in [
+            Reply::Echo(400, "application/json", quoting.into()),
+            Reply::Echo(400, "text/html", "<pre>{body}</pre>".into()),
+        ] {
+            up.script([reply]);
+            let (status, text) = ask("/v1/responses", responses(model, false)).await;
+            assert_eq!(status, 502, "{text}");
+            assert!(text.contains("upstream_credentials_error"), "{text}");
+            assert!(text.contains("HTTP 400"), "{text}");
+        }
+    }
+    let assertion = up
+        .received()
+        .iter()
+        .rev()
+        .find(|r| r.path == "/token" && r.raw.starts_with(b"grant_type=urn"))
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .unwrap();
+    let assertion = assertion.split("assertion=").nth(1).unwrap().to_string();
+    let signature = assertion.rsplit('.').next().unwrap().to_string();
+    let form_encoded = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+
+    let (code, _) = stop(&mut proxy, "-INT");
+    assert_eq!(code, Some(0));
+    let lines = proxy.log.lock().unwrap().clone();
+    let mut secrets = vec![
+        KEY.to_string(),
+        KEY_URL.into(),
+        KEY_JSON.into(),
+        token.clone(),
+        form_encoded(&token),
+        CLIENT_SECRET.into(),
+        form_encoded(CLIENT_SECRET),
+        REFRESH.into(),
+        form_encoded(REFRESH),
+        assertion.clone(),
+        signature,
+        CLIENT_KEY.into(),
+    ];
+    secrets.push("ya29.fake-token-".into());
+    assert!(lines.iter().any(|l| l.contains("[redacted]")), "{lines:#?}");
+    for secret in &secrets {
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret.as_str()),
+                "{secret} reached the client: {answer}"
+            );
+        }
+        for line in &lines {
+            assert!(
+                !line.contains(secret.as_str()),
+                "{secret} reached the log: {line}"
+            );
+        }
+    }
+}
+
+/// The "Max open files" soft and hard limits of a process.
+fn open_files(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Idle sockets, more than the open-files limit allows, do not take the
+/// server down: it raises its soft limit to the hard one, caps connections
+/// below it and closes the idle ones to make room.
+#[tokio::test]
+async fn idle_sockets_beyond_the_file_limit_leave_the_server_serving() {
+    let up = FakeUpstream::start().await;
+    // The soft limit is raised to the hard one at startup.
+    let raised = spawn_with_ulimit(
+        "-Sn 256",
+        &[
+            "--backend",
+            "openresponses",
+            "--base-url",
+            &up.base_url,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let (soft, hard) = open_files(raised.child.id());
+    assert_eq!(soft, hard, "the soft limit is raised to the hard limit");
+    assert!(soft > 256);
+    drop(raised);
+
+    // At 1024 files (soft and hard), 1100 idle sockets.
+    llmproxy::raise_open_files_limit();
+    let mut proxy = spawn_with_ulimit(
+        "-n 1024",
+        &[
+            "--backend",
+            "openresponses",
+            "--base-url",
+            &up.base_url,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(open_files(proxy.child.id()), (1024, 1024));
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    let http = client();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            http.get(format!("{}/healthz", proxy.url)).send(),
+        )
+        .await
+        .expect("/healthz answers while 1100 idle sockets are open")
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            http.post(format!("{}/v1/responses", proxy.url))
+                .json(&json!({"model": "m", "input": "hi"}))
+                .send(),
+        )
+        .await
+        .expect("requests are served")
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(idle);
+    let (code, _) = stop(&mut proxy, "-TERM");
+    assert_eq!(code, Some(0));
+    let log = proxy.log.lock().unwrap().join("\n");
+    assert!(log.contains("at most 448 connections"), "{log}");
+}
+
+/// The peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024
+}
+
+/// Small requests linking many large images cannot make the proxy hold
+/// them all: four at once, each linking sixteen 19 MiB images, keep the
+/// proxy's peak memory far below the 1.2 GB they link.
+#[tokio::test]
+async fn linked_images_cannot_amplify_memory() {
+    let vertex = crate::fake_vertex::FakeVertex::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[media]\nallow_private_networks = true\n{}",
+        vertex.config("")
+    );
+    let path = config_file("amplify", &toml);
+    let mut proxy = spawn(&["--config", path.to_str().unwrap()], &[]);
+    let before = peak_rss_mib(proxy.child.id());
+    let http = client();
+    let request = |k: usize| {
+        let mut content = vec![json!({"type": "input_text", "text": "describe"})];
+        content.extend((0..16).map(|i| {
+            json!({"type": "input_image",
+                   "image_url": format!("{}/media/big-{}.png", vertex.base_url, (19 << 20) + k * 16 + i)})
+        }));
+        http.post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": "claude-sonnet-4-5", "input": [{"role": "user", "content": content}]}))
+            .send()
+    };
+    let answers = futures_util::future::join_all((0..4).map(request)).await;
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 400);
+        let v: Value = answer.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "media_too_large", "{v}");
+    }
+    let peak = peak_rss_mib(proxy.child.id());
+    assert!(
+        peak < before + 400,
+        "peak RSS {peak} MiB (from {before} MiB) for 4 requests linking 1.2 GB"
+    );
+    let (code, _) = stop(&mut proxy, "-TERM");
+    assert_eq!(code, Some(0));
+}
+
+/// A request that ends before any answer is logged as what happened: its
+/// client went away (499 `client_closed`), or the shutdown ended it.
+#[tokio::test]
+async fn requests_without_an_answer_are_logged_as_such() {
+    let up = FakeUpstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout_secs = 0.3\n{}",
+        single(&up.base_url)
+    );
+    let path = config_file("no-answer", &toml);
+    let mut proxy = spawn(
+        &["--config", path.to_str().unwrap(), "--log-format", "json"],
+        &[],
+    );
+    let http = client();
+    // The upstream never answers; the client gives up.
+    up.script([Reply::Hang]);
+    let gave_up = http
+        .post(format!("{}/v1/responses", proxy.url))
+        .header("x-request-id", "gave-up")
+        .json(&json!({"model": "m", "input": "hi"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    // The upstream never answers; the proxy shuts down.
+    up.script([Reply::Hang]);
+    let url = format!("{}/v1/responses", proxy.url);
+    let waiting = tokio::spawn(async move {
+        client()
+            .post(url)
+            .header("x-request-id", "at-shutdown")
+            .json(&json!({"model": "m", "input": "hi"}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, _) = stop(&mut proxy, "-TERM");
+    assert_eq!(code, Some(0));
+    assert_eq!(waiting.await.unwrap().unwrap(), 503);
+    let records: Vec<Value> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "llmproxy::request")
+        .collect();
+    let record = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no record {id}: {records:#?}"))
+            .clone()
+    };
+    let gave_up = record("gave-up");
+    assert_eq!(gave_up["status"], 499, "{gave_up}");
+    assert_eq!(gave_up["outcome"], "client_closed", "{gave_up}");
+    assert!(gave_up["upstream_status"].is_null(), "{gave_up}");
+    let at_shutdown = record("at-shutdown");
+    assert_eq!(at_shutdown["status"], 503, "{at_shutdown}");
+    assert_ne!(at_shutdown["outcome"], "completed", "{at_shutdown}");
 }

@@ -37,6 +37,9 @@ struct Inner {
     /// Signatures that came back on function calls.
     replayed: Vec<String>,
     token_requests: usize,
+    /// Every request other than token requests, as `METHOD path?query`,
+    /// before any check.
+    hits: Vec<String>,
     /// Claude thinking signatures issued, with their exact thinking text.
     claude_thinking: std::collections::HashMap<String, String>,
     /// Claude thinking signatures and redacted data that came back.
@@ -96,6 +99,11 @@ impl FakeVertex {
     /// Revokes every token issued so far (as if they expired).
     pub fn revoke_tokens(&self) {
         self.inner.lock().unwrap().tokens.clear();
+    }
+
+    /// Every request that reached it (token requests aside), checked or not.
+    pub fn hits(&self) -> Vec<String> {
+        self.inner.lock().unwrap().hits.clone()
     }
 
     pub fn token_requests(&self) -> usize {
@@ -175,6 +183,8 @@ fn bad(message: &str) -> Response {
 }
 
 async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
+    let request_method = request.method().to_string();
+    let request_uri = request.uri().to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let headers = request.headers().clone();
@@ -213,6 +223,27 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
                 .header("content-type", "application/octet-stream")
                 .body(Body::from(&b"\xff\xd8\xff\xe0fake-jpeg"[..]))
                 .unwrap(),
+            _ if name.ends_with(".png")
+                && (name.starts_with("big-") || name.starts_with("slow-")) =>
+            {
+                // `big-<bytes>.png`: a PNG of that many bytes; `slow-...`
+                // sends it after 400 ms.
+                let (slow, size) = name[..name.len() - 4].split_once('-').unwrap();
+                let n: usize = size.parse().unwrap_or(0);
+                let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+                png.resize(n.max(8), 0);
+                let len = png.len();
+                let delay = if slow == "slow" { 400 } else { 0 };
+                let body = futures_util::stream::once(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from(png))
+                });
+                Response::builder()
+                    .header("content-type", "image/png")
+                    .header("content-length", len)
+                    .body(Body::from_stream(body))
+                    .unwrap()
+            }
             "huge.png" => Response::builder()
                 .header("content-type", "image/png")
                 .body(Body::from(vec![0u8; 2 << 20]))
@@ -220,6 +251,11 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
             _ => Response::builder().status(404).body(Body::empty()).unwrap(),
         };
     }
+    fake.inner
+        .lock()
+        .unwrap()
+        .hits
+        .push(format!("{} {}", request_method, request_uri));
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

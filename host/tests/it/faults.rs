@@ -233,6 +233,12 @@ async fn total_timeout_ends_a_trickling_stream_with_a_terminal_error() {
     let last = events.last().unwrap();
     assert_eq!(last["type"], "response.failed", "{last}");
     assert_eq!(last["response"]["error"]["code"], "upstream_timeout");
+    // The message names the limit that fired, not a silence that was not.
+    let message = last["response"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit of 0.6s (total_timeout_secs)") && !message.contains("silent"),
+        "{message}"
+    );
     // [DONE] still closes the stream (OpenResponses), after the failure.
     assert!(done);
 }

@@ -16,6 +16,7 @@ mod library;
 mod reload;
 mod responses;
 mod sandbox;
+mod security;
 mod spec;
 mod support;
 mod vertex;

@@ -669,10 +669,16 @@ async fn translator_limits_fail_only_that_request() {
         single(&up.base_url)
     );
     let proxy = TestProxy::start(&config).await;
+    // More than the memory limit can map: refused before it runs (a
+    // translator that blows its limit anyway is in sandbox.rs).
     let (status, _, body) = proxy.post("/v1/responses", &big).await;
-    assert_eq!(status, 502, "{body}");
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "request_too_large");
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("memory limit of 8 MiB"), "{msg}");
+    assert!(
+        msg.contains("8.0 MiB (translators.memory_limit_mib)"),
+        "{msg}"
+    );
     let (status, _, _) = proxy
         .post("/v1/responses", &json!({"model": "m", "input": "hi"}))
         .await;

@@ -27,11 +27,14 @@ impl TestProxy {
     pub async fn start_with_key(toml: &str, key: Option<&str>) -> TestProxy {
         let mut config = llmproxy::Config::from_toml(toml).expect("config");
         config.server.api_key = key.map(llmproxy::Secret::new);
+        let server = config.server.clone();
         let proxy = llmproxy::Proxy::new(config).await.expect("proxy");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, proxy.router()).await.unwrap();
+            llmproxy::serve(listener, proxy.router(), &server, std::future::pending())
+                .await
+                .unwrap();
         });
         TestProxy {
             url: format!("http://{addr}"),
@@ -197,6 +200,39 @@ pub enum Reply {
     },
     /// Accept the request and never answer.
     Hang,
+    /// An upstream that quotes what it was sent: `body` (raw, or SSE with a
+    /// `text/event-stream` type) with `{auth}` (the authorization or
+    /// api-key header), `{bearer}` (its token), `{bearer_url}` (the token
+    /// percent-encoded), `{body}` (the request body) and `{body_json}` (it
+    /// JSON-escaped) filled in.
+    Echo(u16, &'static str, String),
+}
+
+fn percent_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Fills in an [`Reply::Echo`] template.
+fn echo(template: &str, headers: &HeaderMap, raw: &[u8]) -> String {
+    let auth = headers
+        .get("authorization")
+        .or_else(|| headers.get("api-key"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let bearer = auth.strip_prefix("Bearer ").unwrap_or(auth);
+    let body = String::from_utf8_lossy(raw);
+    let body_json = serde_json::to_string(&body).unwrap();
+    template
+        .replace("{auth}", auth)
+        .replace("{bearer_url}", &percent_encoded(bearer))
+        .replace("{bearer}", bearer)
+        .replace("{body_json}", &body_json[1..body_json.len() - 1])
+        .replace("{body}", &body)
 }
 
 #[derive(Clone, Default)]
@@ -301,10 +337,21 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
         path: path.clone(),
         headers: headers.clone(),
         body: body.clone(),
-        raw,
+        raw: raw.clone(),
     });
     let next = state.script.lock().unwrap().pop_front();
     if let Some(reply) = next {
+        let reply = match reply {
+            Reply::Echo(_, "text/event-stream", template) => Reply::Sse {
+                chunks: vec![echo(&template, &headers, &raw)],
+                delay: Duration::ZERO,
+                then_hang: false,
+            },
+            Reply::Echo(status, content_type, template) => {
+                Reply::Raw(status, content_type, echo(&template, &headers, &raw))
+            }
+            other => other,
+        };
         return scripted(reply, &state).await;
     }
     if method == "POST" && path == "/v1/chat/completions" {
@@ -410,6 +457,7 @@ async fn scripted(reply: Reply, state: &FakeState) -> Response {
             std::future::pending::<()>().await;
             unreachable!()
         }
+        Reply::Echo(..) => unreachable!("filled in by the handler"),
     }
 }
 

@@ -93,7 +93,9 @@ impl Translator for VertexClaude {
         };
         Ok(UpstreamRequest {
             method: "POST".into(),
-            path: settings.model_path("anthropic", &ctx.upstream_model, method),
+            path: settings
+                .model_path("anthropic", &ctx.upstream_model, method)
+                .map_err(Error::invalid_model)?,
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::to_vec(&body).map_err(|e| Error::internal(e.to_string()))?,
             state: serde_json::to_string(&state).unwrap_or_default(),

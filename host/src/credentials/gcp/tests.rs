@@ -150,12 +150,16 @@ async fn tokens_are_refreshed_before_they_expire() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let e = auth.token().await.unwrap_err().to_string();
     assert!(
-        e.contains("invalid_grant") && e.contains("expired or revoked"),
+        e.contains("invalid_grant") && e.contains("no longer valid"),
         "{e}"
     );
     assert!(
         !e.contains("1//refresh") && !e.contains("csecret") && !e.contains("tok-"),
         "{e}"
+    );
+    assert!(
+        !e.contains("Token has been"),
+        "the endpoint's description is not quoted: {e}"
     );
 }
 

@@ -10,7 +10,9 @@
 //! - `auth`: sets `Authorization` on the upstream request;
 //! - `snoop`: tries to read the environment, the arguments, files and the
 //!   network, and sends what it found upstream as the body, with everything
-//!   the host gave it.
+//!   the host gave it;
+//! - `path`: sends the request to `settings.path` with `settings.method`
+//!   (default POST) instead of `/responses`.
 
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
@@ -20,11 +22,14 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub struct Hostile;
 
-fn mode(ctx: &Context) -> String {
+fn setting(ctx: &Context, key: &str) -> Option<String> {
     serde_json::from_str::<Value>(&ctx.settings)
         .ok()
-        .and_then(|s| s.get("mode").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default()
+        .and_then(|s| s.get(key).and_then(Value::as_str).map(str::to_string))
+}
+
+fn mode(ctx: &Context) -> String {
+    setting(ctx, "mode").unwrap_or_default()
 }
 
 fn spin() -> ! {
@@ -82,9 +87,16 @@ impl Translator for Hostile {
             }
             _ => {}
         }
+        let (method, path) = match mode(ctx).as_str() {
+            "path" => (
+                setting(ctx, "method").unwrap_or_else(|| "POST".into()),
+                setting(ctx, "path").unwrap_or_default(),
+            ),
+            _ => ("POST".into(), "/responses".into()),
+        };
         Ok(UpstreamRequest {
-            method: "POST".into(),
-            path: "/responses".into(),
+            method,
+            path,
             headers,
             body,
             state: String::new(),
