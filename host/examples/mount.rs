@@ -16,6 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(key) = std::env::var("APP_KEY") {
         config = config.with_api_key(key);
     }
+    let server = config.server.clone();
     let proxy = Proxy::new(config).await?;
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { "my application" }))
@@ -23,11 +24,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    // Streams are many small writes: without TCP_NODELAY each waits for the
-    // client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await?;
+    // Served as the llmproxy binary serves: TCP_NODELAY, and the config's
+    // [server] deadlines and connection cap for the whole application.
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    llmproxy::serve(listener, app, &server, shutdown).await?;
     Ok(())
 }

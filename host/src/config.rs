@@ -810,6 +810,12 @@ fn check_base_url(url: &str) -> Result<(), String> {
     if parsed.host().is_none() {
         return Err("has no host".into());
     }
+    if parsed.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(
+            "must not carry credentials (user:password@): they would show in messages; use `auth`"
+                .into(),
+        );
+    }
     if parsed.query().is_some() {
         return Err("must not have a query string".into());
     }

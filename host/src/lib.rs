@@ -94,24 +94,27 @@
 //!
 //! With the `server` feature (on by default), [`Proxy::router`] is an axum
 //! `Router` with `POST /v1/responses`, `POST /v1/chat/completions`,
-//! `GET /v1/models` and `GET /healthz`, to serve alone or to merge into an
-//! application's own router. Clients must send the key set with
-//! [`Config::with_api_key`], if any. [`ReloadableProxy`] swaps the whole
-//! configuration while serving.
+//! `GET /v1/models` and `GET /healthz`. [`serve`] serves it as the binary
+//! does, with the connection limits of [`ServerConfig`] (deadlines for slow
+//! and idle clients, a cap on connections); or merge it into an
+//! application's own router, whose server then bounds the connections.
+//! Clients must send the key set with [`Config::with_api_key`], if any.
+//! [`ReloadableProxy`] swaps the whole configuration while serving.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let proxy = llmproxy::Proxy::from_file("llmproxy.toml").await?;
+//! let config = llmproxy::Config::from_file("llmproxy.toml".as_ref())?;
+//! let server = config.server.clone();
+//! let proxy = llmproxy::Proxy::new(config).await?;
 //! let app = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "my app" }))
 //!     .nest("/llm", proxy.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! // Streamed answers are many small writes: set TCP_NODELAY, or each
-//! // waits for the client's delayed ACK.
-//! let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-//!     let _ = tcp.set_nodelay(true);
-//! });
-//! axum::serve(listener, app).await?;
+//! // TCP_NODELAY, [server]'s deadlines and connection cap; until Ctrl-C.
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! llmproxy::serve(listener, app, &server, shutdown).await?;
 //! # Ok(()) }
 //! ```
 //!

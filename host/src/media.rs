@@ -37,9 +37,9 @@ pub(crate) struct MediaFetcher {
 }
 
 /// The media bytes a request holds, counted against
-/// `media.max_inflight_mib` until dropped.
+/// `media.max_inflight_mib` (in KiB) until dropped.
 #[derive(Debug, Default)]
-pub(crate) struct Held(Vec<tokio::sync::OwnedSemaphorePermit>);
+pub(crate) struct Held(Option<tokio::sync::OwnedSemaphorePermit>);
 
 /// One request's downloads: what they may total, and what they hold.
 struct Budget {
@@ -234,10 +234,11 @@ impl MediaFetcher {
         Ok((media, held))
     }
 
-    /// Counts `n` more bytes of `url` against the request's and every
-    /// request's budget.
-    fn take(&self, budget: &Budget, n: u64, url: &str) -> Result<(), Error> {
+    /// Counts one file of `url` growing from `from` to `to` bytes against
+    /// the request's and every request's budget.
+    fn take(&self, budget: &Budget, from: u64, to: u64, url: &str) -> Result<(), Error> {
         use std::sync::atomic::Ordering;
+        let n = to.saturating_sub(from);
         let used = budget.used.fetch_add(n, Ordering::SeqCst) + n;
         if used > budget.room {
             return Err(Error::InvalidRequest {
@@ -250,11 +251,19 @@ impl MediaFetcher {
                 code: Some("media_too_large".into()),
             });
         }
-        let kib = u32::try_from(n.div_ceil(1024)).unwrap_or(u32::MAX);
+        // Whole KiB per file, however small its pieces arrive.
+        let kib = to.div_ceil(1024) - from.div_ceil(1024);
+        if kib == 0 {
+            return Ok(());
+        }
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
         match self.in_flight.clone().try_acquire_many_owned(kib) {
             Ok(permit) => {
                 if let Ok(mut held) = budget.held.lock() {
-                    held.0.push(permit);
+                    match &mut held.0 {
+                        Some(all) => all.merge(permit),
+                        None => held.0 = Some(permit),
+                    }
                 }
                 Ok(())
             }
@@ -296,7 +305,7 @@ impl MediaFetcher {
             // A declared size is counted before the body is read.
             let mut counted = 0u64;
             if let Some(n) = declared {
-                self.take(budget, n, url)?;
+                self.take(budget, 0, n, url)?;
                 counted = n;
             }
             let header_type = response
@@ -315,7 +324,7 @@ impl MediaFetcher {
                     return Err(fail(self.too_large()));
                 }
                 if total > counted {
-                    self.take(budget, total - counted, url)?;
+                    self.take(budget, counted, total, url)?;
                     counted = total;
                 }
                 body.extend_from_slice(&chunk);

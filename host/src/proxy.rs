@@ -218,6 +218,14 @@ impl Proxy {
                 (Arc::default(), store, config.responses.clone())
             }
         };
+        if let Some(key) = &config.server.api_key
+            && crate::redact::too_short(key.expose())
+        {
+            tracing::warn!(
+                "the client key (LLMPROXY_API_KEY) is shorter than {} characters: it is not redacted from messages; use a long random key",
+                crate::redact::MIN_LEN
+            );
+        }
         let defaults = &config.translators;
         // The pool's slots fit the largest memory cap any backend has.
         let pool_mib = config
@@ -432,20 +440,23 @@ impl Proxy {
         let learn = (extras != "{}").then(|| self.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
         let mut instance = translator.instantiate().await?;
+        // Downloaded files count against media.max_inflight_mib until the
+        // upstream request that carries them has been sent.
+        let mut held = None;
         let mut request = match instance.request(&ctx, &body).await? {
             Requested::Ready(request) => request,
             Requested::NeedsMedia(urls) => {
                 let room = budget::media_room(translator.memory_bytes(), need);
-                let (media, held) = self
+                let (media, files) = self
                     .inner
                     .media
                     .fetch_all(&urls, room, &backend.name)
                     .await?;
+                held = Some(files);
                 ctx.media = media;
                 let requested = instance.request(&ctx, &body).await;
                 // The files are in the upstream request now.
                 ctx.media = Vec::new();
-                drop(held);
                 match requested? {
                     Requested::Ready(request) => request,
                     Requested::NeedsMedia(urls) => {
@@ -465,6 +476,7 @@ impl Proxy {
             .upstream
             .send(translator.name(), request, deadline)
             .await?;
+        drop(held);
         let status = response.status().as_u16();
         log.upstream_answered(status);
         let upstream_id = response
@@ -510,10 +522,13 @@ impl Proxy {
         }
 
         let body = backend.upstream.read_body(response, deadline).await?;
+        // What the upstream quotes back is scrubbed before the translator
+        // sees it: a custom translator could re-encode a secret past any
+        // scrubbing of its output.
         let upstream_response = UpstreamResponse {
             status,
             headers,
-            body: body.to_vec(),
+            body: crate::redact::redact_bytes(body.to_vec()),
         };
         let out = instance
             .response(&ctx, &state, &upstream_response)
@@ -694,7 +709,9 @@ impl StreamState {
     /// body, or - at its end - finishes the stream.
     async fn step(&mut self) {
         if let Some(sse) = self.upstream.pop_front() {
-            match self.translator.push(&sse.event, &sse.data).await {
+            // Scrubbed before the translator sees it (see `run`).
+            let data = crate::redact::redact(&sse.data);
+            match self.translator.push(&sse.event, &data).await {
                 Ok(out) => self.accept(out),
                 Err(e) => self.fail(e),
             }
@@ -803,7 +820,16 @@ async fn credentials(
 ) -> Result<Credentials, ConfigError> {
     Ok(match cfg.resolve_auth()? {
         Auth::None => Credentials::None,
-        Auth::Header { name, value } => Credentials::Header { name, value },
+        Auth::Header { name, value } => {
+            if crate::redact::too_short(value.expose()) {
+                tracing::warn!(
+                    backend = %cfg.name,
+                    "the upstream key is shorter than {} characters: it cannot be told apart from ordinary text, so it is not redacted from messages; use a longer key",
+                    crate::redact::MIN_LEN
+                );
+            }
+            Credentials::Header { name, value }
+        }
         Auth::Gcp { file } => {
             if let Some(auth) = google.get(&file) {
                 return Ok(Credentials::Gcp(auth.clone()));

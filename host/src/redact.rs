@@ -15,12 +15,18 @@
 //! Secrets shorter than [`MIN_LEN`] are not matched (they would match
 //! ordinary text); the proxy warns about such keys at startup.
 //!
+//! A secret stays registered while anything holds it, and for at least
+//! [`RETAIN`] after it was registered: an access token replaced in the cache
+//! is still valid for a while, and an upstream answering a request made with
+//! it may quote it after the request's copy is gone.
+//!
 //! The registry is process-wide: text from one proxy is scrubbed of the
 //! secrets of every proxy in the process.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// The shortest secret that is matched.
 pub const MIN_LEN: usize = 8;
@@ -28,10 +34,15 @@ pub const MIN_LEN: usize = 8;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+/// How long a secret stays registered after it was, even when nothing
+/// holds it any more (longer than a Google access token lives).
+pub const RETAIN: Duration = Duration::from_secs(2 * 3600);
+
 #[derive(Default)]
 struct Registry {
-    /// Every secret alive (dropped ones are pruned at the next change).
-    secrets: Vec<Weak<str>>,
+    /// Every secret registered, and when. One that only the registry holds
+    /// is pruned at the next change once [`RETAIN`] has passed.
+    secrets: Vec<(Arc<str>, Instant)>,
     matcher: Option<Arc<AhoCorasick>>,
 }
 
@@ -49,13 +60,15 @@ pub(crate) fn register(secret: &Arc<str>) {
         Ok(r) => r,
         Err(poisoned) => poisoned.into_inner(),
     };
-    registry.secrets.retain(|s| s.strong_count() > 0);
-    registry.secrets.push(Arc::downgrade(secret));
+    let now = Instant::now();
+    registry
+        .secrets
+        .retain(|(s, at)| Arc::strong_count(s) > 1 || now.duration_since(*at) < RETAIN);
+    registry.secrets.push((secret.clone(), now));
     let mut needles: Vec<String> = registry
         .secrets
         .iter()
-        .filter_map(Weak::upgrade)
-        .flat_map(|s| forms(&s))
+        .flat_map(|(s, _)| forms(s))
         .filter(|n| n.len() >= MIN_LEN)
         .collect();
     needles.sort_unstable();
@@ -87,6 +100,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         }
         _ => Cow::Borrowed(text),
     }
+}
+
+/// Whether `secret` (or its key without `Bearer `) is too short to be
+/// redacted.
+pub(crate) fn too_short(secret: &str) -> bool {
+    secret.strip_prefix("Bearer ").unwrap_or(secret).len() < MIN_LEN
 }
 
 /// [`redact`] for an owned string, without copying when it holds no secret.

@@ -249,6 +249,9 @@ impl Upstream {
             if is_host_owned_header(&name) {
                 continue;
             }
+            self.fence
+                .check_header(&name)
+                .map_err(|rule| self.translator_fault(translator, rule))?;
             let value = HeaderValue::from_str(value).map_err(|_| {
                 self.translator_fault(
                     translator,
@@ -471,11 +474,15 @@ impl Upstream {
     }
 }
 
-/// The headers of an upstream response as (name, value) strings.
+/// The headers of an upstream response as (name, value) strings, for a
+/// translator: values scrubbed of secrets.
 pub(crate) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .filter_map(|(n, v)| {
+            let value = crate::redact::redact(v.to_str().ok()?).into_owned();
+            Some((n.as_str().to_string(), value))
+        })
         .collect()
 }
 

@@ -14,7 +14,8 @@
 //!   upstream timeouts bound the rest.
 //!
 //! A write that makes no progress for `write_timeout_secs` (a client that
-//! stopped reading) ends the connection too. At `max_connections` the
+//! stopped reading) ends the connection too. Connections speak HTTP/1.1
+//! only, so each holds at most one request (and one upstream connection). At `max_connections` the
 //! connection idle longest is closed to make room (connections serving a
 //! request are never closed); when none is idle, new connections wait in the
 //! listen backlog until one ends.
@@ -152,6 +153,9 @@ struct Conn {
     close: Notify,
     /// The reader waiting, unbounded, while a request is served.
     reader: Mutex<Option<std::task::Waker>>,
+    /// A write is waiting for the client to read: the last response may
+    /// still be on its way, so the connection is not idle.
+    writing: AtomicBool,
 }
 
 impl Conn {
@@ -165,6 +169,7 @@ impl Conn {
             closing: AtomicBool::new(false),
             close: Notify::new(),
             reader: Mutex::new(None),
+            writing: AtomicBool::new(false),
         }
     }
 
@@ -209,8 +214,12 @@ impl Conn {
         });
     }
 
-    /// When reads must have completed, if they are bounded now.
+    /// When reads must have completed, if they are bounded now (a stalled
+    /// write is bounded by `write_timeout_secs` instead).
     fn read_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        if self.writing.load(Ordering::SeqCst) {
+            return None;
+        }
         match self.phase() {
             Phase::Waiting { since, first: true } => Some(since + limits.header_read),
             Phase::Waiting {
@@ -224,7 +233,7 @@ impl Conn {
 
     /// Since when it has been idle (`None` while it serves a request).
     fn idle_since(&self) -> Option<Instant> {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
+        if self.in_flight.load(Ordering::SeqCst) > 0 || self.writing.load(Ordering::SeqCst) {
             return None;
         }
         match self.phase() {
@@ -329,6 +338,7 @@ impl Guarded {
                     let now = Instant::now();
                     self.write_stalled = Some(now);
                     self.write_timer.as_mut().reset(now + self.limits.write);
+                    self.conn.writing.store(true, Ordering::SeqCst);
                 }
                 match self.write_timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(timed_out(
@@ -338,7 +348,13 @@ impl Guarded {
                 }
             }
             done => {
-                self.write_stalled = None;
+                if self.write_stalled.take().is_some() {
+                    self.conn.writing.store(false, Ordering::SeqCst);
+                    // A reader parked without a deadline may now need one.
+                    if let Some(reader) = self.conn.reader().take() {
+                        reader.wake();
+                    }
+                }
                 done
             }
         }
@@ -361,11 +377,18 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                let Some(deadline) = this.conn.read_deadline(&this.limits) else {
-                    // Unbounded while a request is served; woken when it
-                    // ends, to arm the idle deadline.
-                    this.conn.park_reader(cx.waker());
-                    return Poll::Pending;
+                let deadline = match this.conn.read_deadline(&this.limits) {
+                    Some(deadline) => deadline,
+                    None => {
+                        // Unbounded while a request is served; woken when it
+                        // ends, to arm the idle deadline. Parked first and
+                        // checked again, so that an end in between is seen.
+                        this.conn.park_reader(cx.waker());
+                        match this.conn.read_deadline(&this.limits) {
+                            Some(deadline) => deadline,
+                            None => return Poll::Pending,
+                        }
+                    }
                 };
                 if this.read_armed != Some(deadline) {
                     this.read_timer.as_mut().reset(deadline);
@@ -450,6 +473,14 @@ impl Tracker {
         self.conns().len()
     }
 
+    /// Connections told to close that are still idle: about to end.
+    fn closing(&self) -> usize {
+        self.conns()
+            .values()
+            .filter(|c| c.closing.load(Ordering::SeqCst) && c.idle_since().is_some())
+            .count()
+    }
+
     /// Tells the connection idle longest to close; false if none is idle.
     fn evict_idle(&self) -> bool {
         let conns = self.conns();
@@ -466,6 +497,15 @@ impl Tracker {
             }
             None => false,
         }
+    }
+}
+
+/// A connection's place in the tracker, given up when dropped.
+struct Entry(Arc<Tracker>, u64);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
     }
 }
 
@@ -487,25 +527,34 @@ pub async fn serve(
         "accepting at most {} connections at once (server.max_connections)",
         limits.max_connections
     );
+    // When the house was last said to be full of busy connections (at most
+    // once a minute).
+    let mut said_full: Option<Instant> = None;
     'accept: loop {
         // Room for one more connection.
         while tracker.len() >= limits.max_connections {
             let ended = tracker.ended.notified();
             let mut ended = pin!(ended);
             ended.as_mut().enable();
-            if tracker.evict_idle() {
+            if tracker.len() - tracker.closing() < limits.max_connections {
+                // One already told to close makes the room.
+            } else if tracker.evict_idle() {
                 tracing::debug!(
                     "{} connections open (server.max_connections): closing the one idle longest",
                     limits.max_connections
                 );
-            } else {
+            } else if said_full.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                said_full = Some(Instant::now());
                 tracing::warn!(
                     "{} connections open, all serving requests (server.max_connections): new connections wait",
                     limits.max_connections
                 );
             }
+            // A connection told to close may have turned busy (it then
+            // finishes its request first): look again soon.
             tokio::select! {
                 () = ended => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 () = &mut shutdown => break 'accept,
             }
         }
@@ -530,10 +579,11 @@ pub async fn serve(
         }
         let (id, conn) = tracker.add();
         let task = connection(stream, conn, limits, router.clone(), stopping.clone());
-        let tracker = tracker.clone();
+        // Removed when the task ends, also by a panic.
+        let entry = Entry(tracker.clone(), id);
         tokio::spawn(async move {
+            let _entry = entry;
             task.await;
-            tracker.remove(id);
         });
     }
     drop(listener);
@@ -577,7 +627,12 @@ async fn connection(
         }
     });
     let io = TokioIo::new(Guarded::new(stream, conn.clone(), limits));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: every client of the proxy speaks it, and one
+    // connection is then one request at a time, which the connection cap
+    // (and the open-files limit behind it) counts on. An HTTP/2 preface is
+    // refused.
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder = builder.http1_only();
     let mut served = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut graceful = false;
     loop {

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::proxy::{Backend, Outcome, Proxy};
 use crate::translator::UpstreamRequest;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, RawQuery, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -81,6 +81,42 @@ fn checked_id(id: &str) -> Result<&str, Error> {
     } else {
         Err(response_not_found(id, ": that is not a response id"))
     }
+}
+
+/// The query sent on to a stateful upstream: rebuilt from the parsed
+/// parameters (item ids as plain as response ids), never the client's text.
+fn forwarded_query(query: &ListQuery) -> Result<String, Error> {
+    let invalid = |param: &str| Error::InvalidRequest {
+        message: format!(
+            "`{param}` is not valid: use after and before with item ids, limit (1-100) and order (asc or desc)."
+        ),
+        param: Some(param.into()),
+        code: Some("invalid_value".into()),
+    };
+    let mut parts = Vec::new();
+    for (name, value) in [("after", &query.after), ("before", &query.before)] {
+        if let Some(v) = value {
+            checked_id(v).map_err(|_| invalid(name))?;
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    if let Some(limit) = query.limit {
+        if !(1..=100).contains(&limit) {
+            return Err(invalid("limit"));
+        }
+        parts.push(format!("limit={limit}"));
+    }
+    if let Some(order) = &query.order {
+        if !matches!(order.as_str(), "asc" | "desc") {
+            return Err(invalid("order"));
+        }
+        parts.push(format!("order={order}"));
+    }
+    Ok(if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    })
 }
 
 /// Where a stored response is.
@@ -209,26 +245,25 @@ pub(super) async fn input_items(
     State(proxy): State<Proxy>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let mut log = super::access_log("responses.input_items", &headers);
     let result = async {
         let id = checked_id(&id)?;
+        let Ok(Query(query)) = query else {
+            return Err(Error::InvalidRequest {
+                message: "The query is not valid: use after, before, limit (1-100) and order (asc or desc).".into(),
+                param: None,
+                code: Some("invalid_value".into()),
+            });
+        };
         match locate(&proxy, id).await? {
             Holder::Local(_) => {
-                let Ok(Query(query)) = query else {
-                    return Err(Error::InvalidRequest {
-                        message: "The query is not valid: use after, before, limit (1-100) and order (asc or desc).".into(),
-                        param: None,
-                        code: Some("invalid_value".into()),
-                    });
-                };
                 let items = proxy.input_items(id).await?;
                 Ok(axum::Json(page(items, &query)?).into_response())
             }
             Holder::Upstream(backend) => {
-                let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
+                let query = forwarded_query(&query)?;
                 forward(&backend, "GET", format!("/responses/{id}/input_items{query}")).await
             }
         }

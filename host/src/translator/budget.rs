@@ -27,7 +27,7 @@ pub(crate) const PER_MEDIA_BYTE: usize = 9;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Size {
     pub bytes: usize,
-    /// Objects, arrays and strings (keys included).
+    /// Objects, arrays, strings (keys included), numbers, booleans, nulls.
     pub values: usize,
 }
 
@@ -35,6 +35,8 @@ impl Size {
     /// Measures JSON text in one pass.
     pub(crate) fn of(json: &[u8]) -> Size {
         let (mut values, mut in_string, mut escaped) = (0usize, false, false);
+        // A scalar may start here (after `[`, `,` or `:`, or at the top).
+        let mut value_next = true;
         for &b in json {
             if in_string {
                 match b {
@@ -49,8 +51,19 @@ impl Size {
                 b'"' => {
                     in_string = true;
                     values += 1;
+                    value_next = false;
                 }
-                b'{' | b'[' => values += 1,
+                b'{' | b'[' => {
+                    values += 1;
+                    value_next = true;
+                }
+                b',' | b':' => value_next = true,
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                b'}' | b']' => value_next = false,
+                _ if value_next => {
+                    values += 1;
+                    value_next = false;
+                }
                 _ => {}
             }
         }
@@ -92,7 +105,8 @@ mod tests {
     #[test]
     fn values_are_counted_outside_strings() {
         let size = Size::of(br#"{"a":["x","y\"{[",{"b":1}],"c":"}"}"#);
-        assert_eq!(size.values, 9);
+        assert_eq!(size.values, 10);
+        assert_eq!(Size::of(b"[0, 1.5e3,true , null,-2]").values, 6);
         assert_eq!(
             Size::of(b"{}").need(Size::default()),
             BASE + 2 * PER_BYTE + PER_VALUE

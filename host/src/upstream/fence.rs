@@ -9,7 +9,11 @@
 //!
 //! A backend holding Google credentials is fenced further, to what the
 //! Vertex AI translators need: `POST` to a model method of the configured
-//! project and location only.
+//! project and location only, with only the headers they need (no
+//! `x-goog-user-project` naming another project to bill, say).
+//!
+//! No translator may set a method-override header (Google's front ends, and
+//! others, honour `X-HTTP-Method-Override`).
 
 use http::Method;
 
@@ -24,6 +28,23 @@ pub(crate) const VERTEX_METHODS: [&str; 5] = [
 
 /// The publishers whose models a Google-authenticated backend may call.
 const VERTEX_PUBLISHERS: [&str; 2] = ["google", "anthropic"];
+
+/// The headers a translator may set on a Google-authenticated backend.
+const VERTEX_HEADERS: [&str; 6] = [
+    "content-type",
+    "accept",
+    "user-agent",
+    "x-request-id",
+    "anthropic-version",
+    "anthropic-beta",
+];
+
+/// Headers that would change the HTTP method the host checked.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// The rules for one backend.
 #[derive(Debug, Clone)]
@@ -48,6 +69,24 @@ fn refused(path: &str, rule: &str) -> String {
 }
 
 impl Fence {
+    /// Checks a header a translator wants to send (credential headers are
+    /// refused before this).
+    pub(crate) fn check_header(&self, name: &http::HeaderName) -> Result<(), String> {
+        let name = name.as_str();
+        if METHOD_OVERRIDES.contains(&name) {
+            return Err(format!(
+                "set the header {name}, which would change the HTTP method the host checked; nothing was sent"
+            ));
+        }
+        match self {
+            Fence::Vertex { .. } if !VERTEX_HEADERS.contains(&name) => Err(format!(
+                "set the header {name}; on a backend holding Google credentials translators may only set {}; nothing was sent",
+                VERTEX_HEADERS.join(", ")
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `method` and `path` (path and query, relative to the base
     /// URL) against the rules; `Err` names the rule broken.
     pub(crate) fn check(&self, method: &Method, path: &str) -> Result<(), String> {
@@ -283,6 +322,22 @@ mod tests {
             let e = f.check(&Method::POST, bad).unwrap_err();
             assert!(e.contains(rule), "{bad:?}: {e}");
         }
+        for bad in [
+            "x-goog-user-project",
+            "x-goog-api-key2",
+            "x-http-method-override",
+            "cookie2",
+        ] {
+            let name = http::HeaderName::from_static(bad);
+            assert!(f.check_header(&name).is_err(), "{bad}");
+        }
+        for ok in ["content-type", "accept", "anthropic-version"] {
+            assert_eq!(f.check_header(&http::HeaderName::from_static(ok)), Ok(()));
+        }
+        let override_header = http::HeaderName::from_static("x-http-method-override");
+        assert!(Fence::Base.check_header(&override_header).is_err());
+        let vendor = http::HeaderName::from_static("x-vendor");
+        assert_eq!(Fence::Base.check_header(&vendor), Ok(()));
         let e = f
             .check(
                 &Method::GET,

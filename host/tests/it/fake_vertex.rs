@@ -244,6 +244,21 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
                     .body(Body::from_stream(body))
                     .unwrap()
             }
+            _ if name.starts_with("trickle-") && name.ends_with(".png") => {
+                // `trickle-<bytes>.png`: that many bytes, one per chunk, with
+                // no Content-Length.
+                let n: usize = name[8..name.len() - 4].parse().unwrap_or(0);
+                let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+                png.resize(n.max(8), 0);
+                let body = futures_util::stream::iter(
+                    png.into_iter()
+                        .map(|b| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(vec![b]))),
+                );
+                Response::builder()
+                    .header("content-type", "image/png")
+                    .body(Body::from_stream(body))
+                    .unwrap()
+            }
             "huge.png" => Response::builder()
                 .header("content-type", "image/png")
                 .body(Body::from(vec![0u8; 2 << 20]))

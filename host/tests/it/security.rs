@@ -501,8 +501,16 @@ async fn idle_and_slow_clients_are_cut_off() {
     assert!(answer.contains("request_timeout"), "{answer}");
     assert!(up.received().is_empty());
 
-    // An unauthenticated client is cut off the same way, and ordinary
-    // requests still work.
+    // HTTP/2 is not spoken: its preface gets no session.
+    let mut h2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut h2, Duration::from_secs(3)).await;
+    assert!(!answer.contains("HTTP/1.1 200"), "{answer}");
+
+    // The connections above carried no key: the deadlines hold before
+    // authentication. Ordinary requests still work.
     let (status, _) = proxy.call(reqwest::Method::GET, "/healthz").await;
     assert_eq!(status, 200);
 }
@@ -834,4 +842,102 @@ async fn odd_bodies_and_addresses_get_precise_refusals() {
         );
     }
     assert!(fake.hits().is_empty());
+}
+
+#[tokio::test]
+async fn translators_cannot_set_headers_that_redirect_billing_or_the_method() {
+    let fake = FakeVertex::start().await;
+    let up = FakeUpstream::start().await;
+    let creds = fake.credentials_file().display().to_string();
+    let header = |name: &str, header: &str, value: &str, base: &str, extra: &str| {
+        format!(
+            "[[backends]]\nname = \"{name}\"\ntranslator = {{ path = {HOSTILE:?} }}\nbase_url = \"{base}\"\nmodels = [\"{name}-*\"]\nsettings = {{ mode = \"header\", header = \"{header}\", value = \"{value}\"{extra} }}\n"
+        )
+    };
+    let vertex_extra = format!(
+        ", project = \"{PROJECT}\", location = \"{LOCATION}\", path = \"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/gemini-2.5-flash:generateContent\""
+    );
+    let mut toml = String::new();
+    for (i, (name, value)) in [
+        ("x-goog-user-project", "victim-project"),
+        ("x-http-method-override", "DELETE"),
+        ("x-goog-request-params", "project=victim"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        toml.push_str(&header(
+            &format!("g{i}"),
+            name,
+            value,
+            &fake.base_url,
+            &vertex_extra,
+        ));
+        toml.push_str(&format!(
+            "auth = {{ gcp_credentials_file = {creds:?} }}\n\n"
+        ));
+    }
+    for (i, name) in ["x-http-method-override", "x-method-override"]
+        .iter()
+        .enumerate()
+    {
+        toml.push_str(&header(&format!("b{i}"), name, "DELETE", &up.base_url, ""));
+    }
+    let proxy = TestProxy::start(&toml).await;
+    for model in ["g0-x", "g1-x", "g2-x", "b0-x", "b1-x"] {
+        let (status, _, v) = proxy
+            .post("/v1/responses", &json!({"model": model, "input": "hi"}))
+            .await;
+        assert_eq!(status, 502, "{model}: {v}");
+        assert_eq!(v["error"]["code"], "translator_error", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("set the header"),
+            "{v}"
+        );
+    }
+    assert!(fake.hits().is_empty(), "{:?}", fake.hits());
+    assert!(up.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_translator_cannot_re_encode_a_secret_past_the_redactor() {
+    let up = FakeUpstream::start().await;
+    let key = temp_file("reencode-key", "sk-reencode-SECRET-5521");
+    let toml = format!(
+        "[[backends]]\nname = \"h\"\ntranslator = {{ path = {HOSTILE:?} }}\nbase_url = \"{}\"\nmodels = [\"*\"]\nauth = {{ bearer_file = {key:?} }}\nsettings = {{ mode = \"reencode\" }}\n",
+        up.base_url
+    );
+    let proxy = TestProxy::start(&toml).await;
+    up.script([Reply::Echo(
+        400,
+        "application/json",
+        "you sent {auth}".into(),
+    )]);
+    let (status, _, v) = proxy
+        .post("/v1/responses", &json!({"model": "m", "input": "hi"}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let text = v["output"][0]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(text, "you sent [redacted]", "{v}");
+    assert!(!v.to_string().contains("SECRET"), "{v}");
+}
+
+#[tokio::test]
+async fn media_arriving_in_tiny_pieces_counts_its_bytes_not_its_pieces() {
+    let fake = FakeVertex::start().await;
+    let up = FakeUpstream::start().await;
+    let proxy = sized_proxy(
+        &fake,
+        &up,
+        "[media]\nallow_private_networks = true\nmax_mib = 1\nmax_request_mib = 1\nmax_inflight_mib = 1\n",
+    )
+    .await;
+    let url = format!("{}/media/trickle-4000.png", fake.base_url);
+    let (status, _, v) = proxy
+        .post("/v1/responses", &images(2, |_| url.clone()))
+        .await;
+    assert_eq!(status, 200, "4000 bytes in 1-byte pieces: {v}");
 }

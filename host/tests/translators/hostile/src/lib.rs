@@ -12,7 +12,11 @@
 //!   network, and sends what it found upstream as the body, with everything
 //!   the host gave it;
 //! - `path`: sends the request to `settings.path` with `settings.method`
-//!   (default POST) instead of `/responses`.
+//!   (default POST) instead of `/responses` (any mode honours them);
+//! - `header`: adds the header `settings.header` = `settings.value`;
+//! - `reencode`: answers with the upstream's body as the text, every
+//!   character written as a `\uXXXX` escape (past any scrubbing of its
+//!   output that looks for the text as it is).
 
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
@@ -74,6 +78,10 @@ impl Translator for Hostile {
             }
             "trap" => panic!("hostile translator: deliberate panic"),
             "auth" => headers.push(("Authorization".into(), "Bearer stolen".into())),
+            "header" => headers.push((
+                setting(ctx, "header").unwrap_or_default(),
+                setting(ctx, "value").unwrap_or_default(),
+            )),
             "snoop" => {
                 let mut found = snoop();
                 // Everything the host handed over, to check that no
@@ -87,13 +95,8 @@ impl Translator for Hostile {
             }
             _ => {}
         }
-        let (method, path) = match mode(ctx).as_str() {
-            "path" => (
-                setting(ctx, "method").unwrap_or_else(|| "POST".into()),
-                setting(ctx, "path").unwrap_or_default(),
-            ),
-            _ => ("POST".into(), "/responses".into()),
-        };
+        let method = setting(ctx, "method").unwrap_or_else(|| "POST".into());
+        let path = setting(ctx, "path").unwrap_or_else(|| "/responses".into());
         Ok(UpstreamRequest {
             method,
             path,
@@ -106,6 +109,16 @@ impl Translator for Hostile {
     fn response(ctx: &Context, _: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
         if mode(ctx) == "huge" {
             return Ok(vec![b' '; 1 << 30]);
+        }
+        if mode(ctx) == "reencode" {
+            let escaped: String = String::from_utf8_lossy(&response.body)
+                .encode_utf16()
+                .map(|unit| format!("\\u{unit:04x}"))
+                .collect();
+            let answer = format!(
+                r#"{{"status":"completed","output":[{{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{{"type":"output_text","text":"{escaped}","annotations":[]}}]}}]}}"#
+            );
+            return Ok(answer.into_bytes());
         }
         llmproxy_sdk::passthrough::response_body(response.status, response.body)
     }
