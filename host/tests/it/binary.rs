@@ -1219,19 +1219,16 @@ fn open_files(pid: u32) -> (u64, u64) {
 #[tokio::test]
 async fn idle_sockets_beyond_the_file_limit_leave_the_server_serving() {
     let up = FakeUpstream::start().await;
+    let args = [
+        "--backend",
+        "openresponses",
+        "--base-url",
+        &up.base_url,
+        "--listen",
+        "127.0.0.1:0",
+    ];
     // The soft limit is raised to the hard one at startup.
-    let raised = spawn_with_ulimit(
-        "-Sn 256",
-        &[
-            "--backend",
-            "openresponses",
-            "--base-url",
-            &up.base_url,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let raised = spawn_with_ulimit("-Sn 256", &args, &[]);
     let (soft, hard) = open_files(raised.child.id());
     assert_eq!(soft, hard, "the soft limit is raised to the hard limit");
     assert!(soft > 256);
@@ -1239,18 +1236,7 @@ async fn idle_sockets_beyond_the_file_limit_leave_the_server_serving() {
 
     // At 512 files (soft and hard), 600 idle sockets.
     llmproxy::raise_open_files_limit();
-    let mut proxy = spawn_with_ulimit(
-        "-n 512",
-        &[
-            "--backend",
-            "openresponses",
-            "--base-url",
-            &up.base_url,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let mut proxy = spawn_with_ulimit("-n 512", &args, &[]);
     assert_eq!(open_files(proxy.child.id()), (512, 512));
     let addr = proxy.url.trim_start_matches("http://").to_string();
     let mut idle = Vec::new();
