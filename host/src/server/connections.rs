@@ -151,8 +151,10 @@ struct Conn {
     /// Told to close (to make room, or at shutdown).
     closing: AtomicBool,
     close: Notify,
-    /// The reader waiting, unbounded, while a request is served.
-    reader: Mutex<Option<std::task::Waker>>,
+    /// A request ended (or a stalled write moved on): the read deadline is
+    /// armed at the connection's next flush, in its own task, rather than
+    /// by waking it.
+    rearm: AtomicBool,
     /// A write is waiting for the client to read: the last response may
     /// still be on its way, so the connection is not idle.
     writing: AtomicBool,
@@ -168,22 +170,8 @@ impl Conn {
             }),
             closing: AtomicBool::new(false),
             close: Notify::new(),
-            reader: Mutex::new(None),
+            rearm: AtomicBool::new(false),
             writing: AtomicBool::new(false),
-        }
-    }
-
-    fn reader(&self) -> std::sync::MutexGuard<'_, Option<std::task::Waker>> {
-        match self.reader.lock() {
-            Ok(r) => r,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn park_reader(&self, waker: &std::task::Waker) {
-        let mut reader = self.reader();
-        if !reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *reader = Some(waker.clone());
         }
     }
 
@@ -262,10 +250,9 @@ impl Drop for InFlight {
                 since: Instant::now(),
                 first: false,
             });
-            // The reader may be parked without a deadline: let it arm one.
-            if let Some(reader) = self.0.reader().take() {
-                reader.wake();
-            }
+            // The reader may be waiting without a deadline: the flush that
+            // follows the response's end arms one (see `Guarded`).
+            self.0.rearm.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -326,6 +313,19 @@ impl Guarded {
         }
     }
 
+    /// Arms the read timer for the connection's current deadline, with the
+    /// task's waker; whether it has passed.
+    fn arm(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.conn.read_deadline(&self.limits) else {
+            return false;
+        };
+        if self.read_armed != Some(deadline) {
+            self.read_timer.as_mut().reset(deadline);
+            self.read_armed = Some(deadline);
+        }
+        self.read_timer.as_mut().poll(cx).is_ready()
+    }
+
     /// A write returned `result`: tracks stalls and ends one that lasts.
     fn wrote(
         &mut self,
@@ -350,10 +350,7 @@ impl Guarded {
             done => {
                 if self.write_stalled.take().is_some() {
                     self.conn.writing.store(false, Ordering::SeqCst);
-                    // A reader parked without a deadline may now need one.
-                    if let Some(reader) = self.conn.reader().take() {
-                        reader.wake();
-                    }
+                    self.conn.rearm.store(true, Ordering::SeqCst);
                 }
                 done
             }
@@ -377,29 +374,12 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                let deadline = match this.conn.read_deadline(&this.limits) {
-                    Some(deadline) => deadline,
-                    None => {
-                        // Unbounded while a request is served; woken when it
-                        // ends, to arm the idle deadline. Parked first and
-                        // checked again, so that an end in between is seen.
-                        this.conn.park_reader(cx.waker());
-                        match this.conn.read_deadline(&this.limits) {
-                            Some(deadline) => deadline,
-                            None => return Poll::Pending,
-                        }
-                    }
-                };
-                if this.read_armed != Some(deadline) {
-                    this.read_timer.as_mut().reset(deadline);
-                    this.read_armed = Some(deadline);
-                }
-                match this.read_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out(
+                if this.arm(cx) {
+                    return Poll::Ready(Err(timed_out(
                         "no complete request within header_read_timeout_secs / idle_timeout_secs",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                    )));
                 }
+                Poll::Pending
             }
             failed => failed,
         }
@@ -432,7 +412,15 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        // hyper flushes after every response: the moment to arm the read
+        // deadline of a connection that went idle, without an extra wakeup.
+        if this.conn.rearm.swap(false, Ordering::SeqCst) && this.arm(cx) {
+            // Already past: let the reader see it.
+            cx.waker().wake_by_ref();
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
