@@ -299,63 +299,47 @@ impl Error {
 
     /// This error with every secret the process holds removed from its
     /// texts (upstream messages may quote what they were sent).
-    pub(crate) fn redacted(self) -> Error {
-        use crate::redact::redact_owned as r;
-        let o = |v: Option<String>| v.map(r);
+    pub(crate) fn redacted(mut self) -> Error {
+        for text in self.texts_mut() {
+            *text = crate::redact::redact_owned(std::mem::take(text));
+        }
+        self
+    }
+
+    /// The texts an error carries that came from outside the proxy.
+    fn texts_mut(&mut self) -> Vec<&mut String> {
         match self {
             Error::InvalidRequest {
                 message,
                 param,
                 code,
-            } => Error::InvalidRequest {
-                message: r(message),
-                param: o(param),
-                code: o(code),
-            },
-            Error::Unsupported {
+            }
+            | Error::Unsupported {
                 message,
                 param,
                 code,
-            } => Error::Unsupported {
-                message: r(message),
-                param: o(param),
-                code: o(code),
-            },
+            } => [Some(message)]
+                .into_iter()
+                .chain([param.as_mut(), code.as_mut()])
+                .flatten()
+                .collect(),
             Error::Upstream {
-                status,
                 message,
                 error_type,
                 code,
                 param,
-                retry_after,
-            } => Error::Upstream {
-                status,
-                message: r(message),
-                error_type: o(error_type),
-                code: o(code),
-                param: o(param),
-                retry_after,
-            },
-            Error::UpstreamUnreachable { backend, detail } => Error::UpstreamUnreachable {
-                backend,
-                detail: r(detail),
-            },
-            Error::BadUpstream { backend, detail } => Error::BadUpstream {
-                backend,
-                detail: r(detail),
-            },
-            Error::UpstreamTimeout { backend, detail } => Error::UpstreamTimeout {
-                backend,
-                detail: r(detail),
-            },
-            Error::Translator { translator, detail } => Error::Translator {
-                translator,
-                detail: r(detail),
-            },
-            Error::Credentials(m) => Error::Credentials(r(m)),
-            Error::StoreUnavailable(m) => Error::StoreUnavailable(r(m)),
-            Error::Internal(m) => Error::Internal(r(m)),
-            other => other,
+                ..
+            } => [Some(message)]
+                .into_iter()
+                .chain([error_type.as_mut(), code.as_mut(), param.as_mut()])
+                .flatten()
+                .collect(),
+            Error::UpstreamUnreachable { detail, .. }
+            | Error::BadUpstream { detail, .. }
+            | Error::UpstreamTimeout { detail, .. }
+            | Error::Translator { detail, .. } => vec![detail],
+            Error::Credentials(m) | Error::StoreUnavailable(m) | Error::Internal(m) => vec![m],
+            _ => Vec::new(),
         }
     }
 }

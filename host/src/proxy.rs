@@ -484,7 +484,7 @@ impl Proxy {
             .get("x-request-id")
             .or_else(|| response.headers().get("request-id"))
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(|id| crate::redact::redact(id).into_owned());
         let headers = upstream::header_pairs(response.headers());
         let retry_after = upstream::retry_after(response.headers());
         let is_sse = response
@@ -523,8 +523,9 @@ impl Proxy {
 
         let body = backend.upstream.read_body(response, deadline).await?;
         // What the upstream quotes back is scrubbed before the translator
-        // sees it: a custom translator could re-encode a secret past any
-        // scrubbing of its output.
+        // sees it - the one place upstream text enters a translator, whose
+        // output then holds no secret (a scrub of the output could be
+        // dodged anyway: a custom translator may re-encode what it got).
         let upstream_response = UpstreamResponse {
             status,
             headers,
@@ -534,9 +535,6 @@ impl Proxy {
             .response(&ctx, &state, &upstream_response)
             .await
             .map_err(|e| Backend::with_retry_after(e, retry_after))?;
-        // The translator's output quotes the upstream, which may quote what
-        // it was sent.
-        let out = crate::redact::redact_bytes(out);
         let mut object = match serde_json::from_slice::<Value>(&out) {
             Ok(Value::Object(o)) => o,
             _ => {
@@ -671,7 +669,6 @@ impl StreamState {
 
     fn accept(&mut self, events: Vec<String>) {
         for text in events {
-            let text = crate::redact::redact_owned(text);
             match self.guard.accept(&text) {
                 Ok(out) => {
                     if self.learn.is_some() {
@@ -710,8 +707,9 @@ impl StreamState {
     async fn step(&mut self) {
         if let Some(sse) = self.upstream.pop_front() {
             // Scrubbed before the translator sees it (see `run`).
+            let event = crate::redact::redact(&sse.event);
             let data = crate::redact::redact(&sse.data);
-            match self.translator.push(&sse.event, &data).await {
+            match self.translator.push(&event, &data).await {
                 Ok(out) => self.accept(out),
                 Err(e) => self.fail(e),
             }

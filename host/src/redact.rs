@@ -3,9 +3,11 @@
 //!
 //! Each [`Secret`](crate::Secret) registers itself here when it is made:
 //! upstream keys, Google access tokens, signed JWT assertions, refresh
-//! tokens, client secrets, the client key, the Redis URL. Text bound for a
-//! client or a log - error messages, translator output (answers and stream
-//! events), passthrough bodies, log lines - goes through [`redact`], which
+//! tokens, client secrets, the client key, the Redis URL. Upstream text goes
+//! through [`redact`] before a translator sees it (bodies, stream events,
+//! headers), so what translators produce holds no secret; so does text bound
+//! for a client or a log that did not pass a translator - error messages,
+//! the upstream's request id, passthrough bodies, log lines. [`redact`]
 //! replaces each secret with `[redacted]` in every form it can take there:
 //! as is, without a `Bearer ` prefix, URL-encoded (upper- and lowercase
 //! escapes, `+` for spaces), JSON-escaped (also with `\/` and `\uXXXX`) and,

@@ -941,3 +941,36 @@ async fn media_arriving_in_tiny_pieces_counts_its_bytes_not_its_pieces() {
         .await;
     assert_eq!(status, 200, "4000 bytes in 1-byte pieces: {v}");
 }
+
+#[tokio::test]
+async fn an_upstream_request_id_quoting_the_key_is_scrubbed() {
+    const KEY: &str = "sk-reqid-SECRET-8831";
+    let up = FakeUpstream::start().await;
+    let key = temp_file("reqid-key", KEY);
+    let toml = format!(
+        "{}auth = {{ bearer_file = {key:?} }}\n",
+        single(&up.base_url)
+    );
+    let proxy = TestProxy::start(&toml).await;
+    for stream in [false, true] {
+        up.script([Reply::Json(
+            200,
+            response_object("m", "completed", "hi"),
+            vec![("x-request-id", KEY)],
+        )]);
+        let r = proxy
+            .http
+            .post(format!("{}/v1/responses", proxy.url))
+            .json(&json!({"model": "m", "input": "hi", "stream": stream}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-upstream-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(id, "[redacted]", "stream {stream}");
+        assert!(!r.text().await.unwrap().contains(KEY));
+    }
+}
