@@ -18,6 +18,8 @@
 //!   event stream from provider deltas.
 //! - [`envelope`]: provider state (thought and thinking signatures) carried in
 //!   reasoning items.
+//! - [`tools`]: namespace, custom and hosted tools lowered to function tools
+//!   for providers that take only those, and their calls lifted back.
 //! - [`turns`]: two-role conversation turns with tool calls paired to their
 //!   results (Gemini, Claude).
 //! - [`media`]: data URLs and MIME types of images and files.
@@ -37,6 +39,7 @@ pub mod media;
 pub mod model;
 pub mod responses;
 pub mod stream;
+pub mod tools;
 pub mod turns;
 pub mod vertex;
 

@@ -52,6 +52,11 @@ pub struct Settings {
     /// reads. Default true.
     #[serde(default)]
     pub claude_prompt_caching: Option<bool>,
+    /// Hosted tools (`web_search`, ...) the model has no equivalent for:
+    /// `drop` (leave them out; default) or `reject` (refuse the request).
+    /// See [`crate::tools`].
+    #[serde(default)]
+    pub hosted_tools: crate::tools::HostedTools,
 }
 
 /// `claude_max_tokens`.

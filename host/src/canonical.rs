@@ -74,6 +74,19 @@ impl RequestHead {
         raw(&self.store).and_then(|v| v.as_bool()).unwrap_or(true)
     }
 
+    /// Whether `input` may hold `item_reference` items (a quick look at
+    /// the raw text).
+    pub(crate) fn may_reference_items(&self) -> bool {
+        self.input
+            .as_ref()
+            .is_some_and(|r| r.get().contains("item_reference"))
+    }
+
+    /// Replaces `input` with `items`.
+    pub(crate) fn set_input(&mut self, items: &[Value]) {
+        self.input = serde_json::value::to_raw_value(items).ok();
+    }
+
     /// Drops the request's `input` (the echo does not need it).
     pub(crate) fn forget_input(&mut self) {
         self.input = None;

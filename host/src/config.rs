@@ -386,6 +386,10 @@ pub struct BackendConfig {
     /// Client model name -> upstream model name. Unlisted names pass as-is.
     #[serde(default)]
     pub model_map: BTreeMap<String, String>,
+    /// The model ids `GET /v1/models` lists for this backend's globs,
+    /// instead of the upstream's own list (see the README, "Models").
+    #[serde(default)]
+    pub model_list: Option<Vec<String>>,
     /// Free-form settings handed to the translator as JSON.
     #[serde(default)]
     pub settings: toml::Table,
@@ -731,6 +735,10 @@ impl Config {
                     ConfigError::new(format!("{at}: model_map.{client:?} = {upstream:?}: {e}"))
                 })?;
             }
+            for id in backend.model_list.iter().flatten() {
+                llmproxy_api::model::check(id)
+                    .map_err(|e| ConfigError::new(format!("{at}: model_list entry {id:?}: {e}")))?;
+            }
             if let Some(url) = &backend.base_url {
                 check_base_url(url)
                     .map_err(|e| ConfigError::new(format!("{at}: base_url = {url:?} {e}")))?;
@@ -867,6 +875,7 @@ impl BackendConfig {
             auth: None,
             headers: BTreeMap::new(),
             model_map: BTreeMap::new(),
+            model_list: None,
             settings: toml::Table::new(),
             connect_timeout_secs: None,
             first_byte_timeout_secs: None,

@@ -60,6 +60,17 @@ fn decode(record: &[u8]) -> Result<Record, Error> {
         .map_err(|e| Error::Internal(format!("a stored response cannot be read: {e}")))
 }
 
+/// Where the id of the response holding output item `id` is kept. Response
+/// ids never contain `:`, so these keys cannot be read as responses.
+fn item_key(id: &str) -> String {
+    format!("item:{id}")
+}
+
+/// Whether a client-given response id would name an item key.
+fn is_item_key(id: &str) -> bool {
+    id.starts_with("item:")
+}
+
 /// The 404 for a response this proxy does not keep.
 pub(crate) fn response_not_found(id: &str, detail: &str) -> Error {
     Error::NotFound {
@@ -110,6 +121,14 @@ impl Proxy {
                 ..Record::default()
             })
         };
+        // Item references name items of responses kept here; a backend
+        // that keeps no state gets the items themselves.
+        let mut body = body;
+        if local_keeper && head.may_reference_items() {
+            let items = self.resolve_references(head.take_input()).await?;
+            head.set_input(&items);
+            body = with_input(&body, items, false)?;
+        }
         let Some(previous) = head.previous_response_id() else {
             if keep && local_keeper {
                 let record = Record {
@@ -132,6 +151,9 @@ impl Proxy {
                 continued: None,
             });
         };
+        if is_item_key(&previous) {
+            return Err(not_found(&previous, None));
+        }
         let chain = store
             .chain(&previous, previous_of)
             .await
@@ -194,7 +216,7 @@ impl Proxy {
             }
         }
         items.extend(own.iter().cloned());
-        let body = expanded(&body, items)?;
+        let body = with_input(&body, items, true)?;
         Ok(Plan {
             body,
             // Kept by the proxy whoever answers: the conversation is here.
@@ -225,16 +247,100 @@ impl Proxy {
         if !record.upstream {
             record.response = Some(response.clone());
         }
-        let result = match serde_json::to_vec(&record) {
+        let mut result = match serde_json::to_vec(&record) {
             Ok(bytes) => self.inner.store.put(&id, bytes).await,
             Err(e) => Err(StoreError(e.to_string())),
         };
+        // Each output item can be referenced (`item_reference`) later.
+        let items = record
+            .response
+            .as_ref()
+            .and_then(|r| r.get("output"))
+            .and_then(Value::as_array);
+        for item_id in items
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.get("id").and_then(Value::as_str))
+        {
+            if result.is_err() {
+                break;
+            }
+            result = self
+                .inner
+                .store
+                .put(&item_key(item_id), id.clone().into_bytes())
+                .await;
+        }
         if let Err(e) = result {
             tracing::warn!(response = %id, "the response was not stored: {e}");
             if !record.upstream {
                 response.insert("store".into(), Value::Bool(false));
             }
         }
+    }
+
+    /// `items` with every `item_reference` replaced by the item it names,
+    /// from the responses kept here; a 400 naming the first id not found.
+    async fn resolve_references(&self, items: Vec<Value>) -> Result<Vec<Value>, Error> {
+        let store = &self.inner.store;
+        let mut out = Vec::with_capacity(items.len());
+        let mut records: Vec<(String, Record)> = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                out.push(item);
+                continue;
+            }
+            let Some(id) = item.get("id").and_then(Value::as_str) else {
+                return Err(Error::InvalidRequest {
+                    message: "an item_reference needs the `id` of the item".into(),
+                    param: Some(format!("input[{i}].id")),
+                    code: None,
+                });
+            };
+            let unknown = |detail: &str| Error::InvalidRequest {
+                message: format!(
+                    "Item with id '{}' not found{detail}. Send the item itself instead of a reference.",
+                    crate::redact::redact(id)
+                ),
+                param: Some(format!("input[{i}]")),
+                code: Some("item_not_found".into()),
+            };
+            if !store.is_on() {
+                return Err(unknown(
+                    ": this proxy keeps no responses ([responses] store = \"off\")",
+                ));
+            }
+            let owner = store
+                .chain(&item_key(id), |_| None)
+                .await
+                .map_err(unavailable)?
+                .records
+                .into_iter()
+                .next()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| unknown(""))?;
+            if !records.iter().any(|(r, _)| *r == owner) {
+                let record = self.stored(&owner).await.map_err(|_| unknown(""))?;
+                records.push((owner.clone(), record));
+            }
+            let found = records
+                .iter()
+                .filter(|(r, _)| *r == owner)
+                .flat_map(|(_, record)| {
+                    record
+                        .response
+                        .as_ref()
+                        .and_then(|r| r.get("output"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
+                .find(|o| o.get("id").and_then(Value::as_str) == Some(id))
+                .cloned()
+                .ok_or_else(|| unknown(""))?;
+            out.push(found);
+        }
+        Ok(out)
     }
 
     /// `events`, keeping the response of the terminal event before it goes
@@ -264,6 +370,9 @@ impl Proxy {
 
     /// The record kept for `id`: a 404 naming it when there is none.
     pub(crate) async fn stored(&self, id: &str) -> Result<Record, Error> {
+        if is_item_key(id) {
+            return Err(response_not_found(id, ""));
+        }
         let chain = self
             .inner
             .store
@@ -278,12 +387,18 @@ impl Proxy {
 
     /// Forgets the response `id`; whether it was kept.
     pub(crate) async fn forget(&self, id: &str) -> Result<bool, Error> {
+        if is_item_key(id) {
+            return Ok(false);
+        }
         self.inner.store.delete(id).await.map_err(unavailable)
     }
 
     /// Every input item of a kept response, in order: those of the
     /// responses it continues (their input and output) and its own.
     pub(crate) async fn input_items(&self, id: &str) -> Result<Vec<Value>, Error> {
+        if is_item_key(id) {
+            return Err(response_not_found(id, ""));
+        }
         let chain = self
             .inner
             .store
@@ -346,13 +461,15 @@ fn not_found(id: &str, missing: Option<&str>) -> Error {
     }
 }
 
-/// `body` with `input` replaced by `items` and `previous_response_id`
-/// removed.
-fn expanded(body: &[u8], items: Vec<Value>) -> Result<Bytes, Error> {
+/// `body` with `input` replaced by `items` and, when `chained`,
+/// `previous_response_id` removed.
+fn with_input(body: &[u8], items: Vec<Value>, chained: bool) -> Result<Bytes, Error> {
     let mut obj: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|e| Error::Internal(format!("cannot expand the request: {e}")))?;
     obj.insert("input".into(), Value::Array(items));
-    obj.remove("previous_response_id");
+    if chained {
+        obj.remove("previous_response_id");
+    }
     serde_json::to_vec(&obj)
         .map(Bytes::from)
         .map_err(|e| Error::Internal(format!("cannot expand the request: {e}")))

@@ -126,6 +126,7 @@
 mod access;
 mod calls;
 mod canonical;
+mod catalog;
 mod config;
 mod conversation;
 mod credentials;
@@ -187,8 +188,9 @@ impl Proxy {
         translator::bundled_kinds().collect()
     }
 
-    /// The model names and globs this proxy serves, in routing order, each
-    /// with the name of its backend (what `GET /v1/models` lists).
+    /// The model names and globs this proxy is configured to serve, in
+    /// routing order, each with the name of its backend. `GET /v1/models`
+    /// lists [`Proxy::model_ids`] instead: real ids, never globs.
     pub fn models(&self) -> Vec<(String, String)> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();

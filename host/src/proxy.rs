@@ -103,6 +103,8 @@ pub(crate) struct Backend {
     pub state: StateKeeper,
     settings: String,
     model_map: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for the globs.
+    pub catalog: crate::catalog::Catalog,
 }
 
 /// `gcp-vertex` sends `claude-*` models to the Claude translator and the
@@ -307,6 +309,7 @@ impl Proxy {
                 state: cfg.state(),
                 settings,
                 model_map: cfg.model_map.clone(),
+                catalog: crate::catalog::Catalog::new(cfg),
             }));
         }
         let media = MediaFetcher::new(

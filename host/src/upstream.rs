@@ -8,6 +8,7 @@ use crate::translator::UpstreamRequest;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue, Method};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,6 +19,12 @@ pub(crate) use fence::Fence;
 /// Largest non-streamed upstream body the proxy reads (it goes through a
 /// translator, whose memory is capped anyway).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// How long listing an upstream's models may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pages of a Vertex AI publisher model list read at most.
+const MAX_LIST_PAGES: usize = 20;
 /// Largest single SSE event accepted from an upstream.
 const MAX_SSE_EVENT: usize = 16 * 1024 * 1024;
 
@@ -435,6 +442,103 @@ impl Upstream {
             backend: self.backend.clone(),
             detail: format!("cannot reach {}: {detail}", self.base),
         }
+    }
+
+    /// The model ids the upstream lists (`GET /v1/models` of the proxy):
+    /// `GET {base_url}/models` of an OpenAI-style server, or Vertex AI's
+    /// publisher model lists (Google's and Anthropic's). The paths are the
+    /// host's own; nothing of a client's is in them.
+    pub(crate) async fn list_models(&self, vertex: bool) -> Result<Vec<String>, Error> {
+        let deadline = Instant::now() + LIST_TIMEOUT.min(self.timeouts.total);
+        let mut ids = Vec::new();
+        if !vertex {
+            let body = self
+                .get_json(&format!("{}/models", self.base), deadline)
+                .await?;
+            for m in body
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = m.get("id").and_then(Value::as_str) {
+                    ids.push(id.to_string());
+                }
+            }
+            return Ok(ids);
+        }
+        let origin = self.base_url.origin().ascii_serialization();
+        for publisher in ["google", "anthropic"] {
+            let mut token = String::new();
+            for _ in 0..MAX_LIST_PAGES {
+                let mut url =
+                    format!("{origin}/v1beta1/publishers/{publisher}/models?pageSize=100");
+                if !token.is_empty() {
+                    url.push_str("&pageToken=");
+                    url.push_str(&token);
+                }
+                let body = self.get_json(&url, deadline).await?;
+                let models = body.get("publisherModels").and_then(Value::as_array);
+                for m in models.into_iter().flatten() {
+                    if let Some(name) = m.get("name").and_then(Value::as_str)
+                        && let Some(id) = name.rsplit('/').next()
+                    {
+                        ids.push(id.to_string());
+                    }
+                }
+                token = body
+                    .get("nextPageToken")
+                    .and_then(Value::as_str)
+                    .filter(|t| {
+                        t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                if token.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// `GET url` with the backend's credentials: the JSON body of a 2xx
+    /// answer, or an error naming the status.
+    async fn get_json(&self, url: &str, deadline: Instant) -> Result<Value, Error> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| Error::Internal(format!("cannot build the model list URL: {e}")))?;
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
+        }
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let response = match self
+            .attempt(&Method::GET, &url, &headers, Bytes::new(), deadline)
+            .await?
+        {
+            Ok((response, _)) => response,
+            Err(e) => return Err(e),
+        };
+        let status = response.status();
+        let body = self.read_body(response, deadline).await?;
+        if !status.is_success() {
+            return Err(Error::UpstreamUnreachable {
+                backend: self.backend.clone(),
+                detail: format!(
+                    "listing models got HTTP {}: {}",
+                    status.as_u16(),
+                    crate::redact::redact(&String::from_utf8_lossy(&body[..body.len().min(200)]))
+                ),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::UpstreamUnreachable {
+            backend: self.backend.clone(),
+            detail: format!("the model list is not JSON: {e}"),
+        })
     }
 
     /// Reads a whole (non-streamed) body, bounded in size and time.

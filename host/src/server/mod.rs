@@ -365,10 +365,11 @@ where
     response
 }
 
-/// `GET /v1/models`: the configured model names and globs, in routing order.
+/// `GET /v1/models`: the model ids clients can use (see `catalog`).
 async fn models(State(proxy): State<Proxy>) -> impl IntoResponse {
     let data: Vec<_> = proxy
-        .models()
+        .model_ids()
+        .await
         .into_iter()
         .map(|(model, backend)| {
             json!({

@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     /// Every line the proxy logged so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -21,7 +21,7 @@ impl Drop for Running {
 }
 
 /// Starts the binary and waits for its "listening on" line.
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+pub(crate) fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
     spawn_with(Command::new(env!("CARGO_BIN_EXE_llmproxy")), args, envs)
 }
 

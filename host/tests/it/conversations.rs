@@ -946,3 +946,82 @@ async fn redis_over_tls() {
     );
     assert_eq!(redis.keys(), 2);
 }
+
+/// `item_reference` input items (what the AI SDK sends for items of stored
+/// responses) become the items they name on a backend that keeps no state,
+/// streamed or not; an unknown one is a 400 naming it; a stateful backend
+/// gets them as they are.
+#[tokio::test]
+async fn item_references_resolve_from_the_store() {
+    let (up, vertex, proxy) = setup("").await;
+    for (model, streamed) in [("gpt-x", false), ("gemini-3-pro", true)] {
+        let ask = json!({"model": model, "input": "weather in Paris?", "tools": tools()});
+        let first = if streamed {
+            respond_streamed(&proxy, ask).await
+        } else {
+            respond(&proxy, ask).await
+        };
+        // Every output item by reference (Gemini 3's signed reasoning too).
+        let mut input = vec![json!({"role": "user", "content": "weather in Paris?"})];
+        let mut call_id = String::new();
+        for item in first["output"].as_array().unwrap() {
+            input.push(json!({"type": "item_reference", "id": item["id"]}));
+            if item["type"] == "function_call" {
+                call_id = item["call_id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(!call_id.is_empty(), "{first}");
+        input.push(json!({"type": "function_call_output", "call_id": call_id, "output": "18C"}));
+        let second = respond(
+            &proxy,
+            json!({"model": model, "input": input, "tools": tools(), "store": false}),
+        )
+        .await;
+        assert!(second["output"].to_string().contains("18C"), "{second}");
+    }
+    // The Chat upstream got the call back; Gemini 3 its signature.
+    let messages = up.last().body["messages"].clone();
+    assert!(
+        messages.to_string().contains("\"tool_calls\""),
+        "{messages}"
+    );
+    assert!(!vertex.replayed().is_empty(), "the signature came back");
+
+    let unknown =
+        json!({"model": "gpt-x", "input": [{"type": "item_reference", "id": "fc_nowhere_1"}]});
+    let (status, _, v) = proxy.post("/v1/responses", &unknown).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "item_not_found");
+    assert_eq!(v["error"]["param"], "input[0]");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'fc_nowhere_1'"),
+        "{v}"
+    );
+    // Ids of item keys are no response ids.
+    let (status, _) = proxy
+        .call(Method::GET, "/v1/responses/item:fc_nowhere_1")
+        .await;
+    assert_eq!(status, 404);
+
+    // Without a store there is nothing to resolve from.
+    let (_, _, off) = setup("[responses]\nstore = \"off\"\n").await;
+    let (status, _, v) = off.post("/v1/responses", &unknown).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeps no responses"),
+        "{v}"
+    );
+
+    // A stateful upstream resolves them itself.
+    let stateful = FakeUpstream::start().await;
+    let proxy = TestProxy::start(&single(&stateful.base_url)).await;
+    let (status, _, _) = proxy.post("/v1/responses", &unknown).await;
+    assert_eq!(status, 200);
+    assert_eq!(stateful.last().body["input"][0]["type"], "item_reference");
+}

@@ -157,11 +157,36 @@ fn validate(fake: &FakeVertex, body: &Value, stream: bool) -> Result<(), String>
         }
     }
     for (i, t) in body["tools"].as_array().into_iter().flatten().enumerate() {
+        if t.get("type").is_some() {
+            // A server tool: only web search exists here.
+            unknown(
+                t,
+                &["type", "name", "max_uses", "cache_control"],
+                &format!("tools.{i}"),
+            )?;
+            if t["type"] != "web_search_20250305" || t["name"] != "web_search" {
+                return Err(format!(
+                    "tools.{i}: Input tag {} does not match any of the expected tags",
+                    t["type"]
+                ));
+            }
+            continue;
+        }
         unknown(
             t,
             &["name", "description", "input_schema", "cache_control"],
             &format!("tools.{i}"),
         )?;
+        let name = t["name"].as_str().unwrap_or("");
+        if !(1..=128).contains(&name.len())
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
+            ));
+        }
         if t["input_schema"]["type"] != "object" {
             return Err(format!(
                 "tools.{i}.input_schema.type: Input should be 'object'"
@@ -375,8 +400,25 @@ fn answer_blocks(fake: &FakeVertex, body: &Value) -> (Vec<Value>, &'static str) 
             _ => String::new(),
         })
         .collect();
-    let tools: Vec<&Value> = body["tools"].as_array().into_iter().flatten().collect();
+    // Function tools only (server tools have a `type`).
+    let tools: Vec<&Value> = body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").is_none())
+        .collect();
     let choice = body.pointer("/tool_choice/type").and_then(Value::as_str);
+    let shell = tools.iter().find_map(|t| {
+        let name = t["name"].as_str()?;
+        crate::support::shell_call(name).map(|args| (name, args))
+    });
+    if results.is_empty()
+        && choice != Some("none")
+        && let Some((name, input)) = shell
+    {
+        blocks.push(json!({"type": "tool_use", "id": format!("toolu_{:02}sh", fake.next()), "name": name, "input": input}));
+        return (blocks, "tool_use");
+    }
     let forced = body.pointer("/tool_choice/name").and_then(Value::as_str);
     if let Some(json_tool) = forced.filter(|n| *n == "json_response") {
         blocks.push(json!({"type": "tool_use", "id": "toolu_json", "name": json_tool, "input": {"answer": "42"}}));

@@ -283,6 +283,13 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
             "Request had invalid authentication credentials. Expected OAuth 2 access token.",
         );
     }
+    if request_method == "GET"
+        && let Some(publisher) = path
+            .strip_prefix("/v1beta1/publishers/")
+            .and_then(|p| p.strip_suffix("/models"))
+    {
+        return list_models(publisher, &query);
+    }
     let claude =
         format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/");
     if let Some((model, method)) = path.strip_prefix(&claude).and_then(|r| r.split_once(':')) {
@@ -322,6 +329,25 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
         .received
         .push((path.clone(), body.clone()));
     answer(&fake, model, &body, stream)
+}
+
+/// Vertex AI's publisher model list, two pages for Google.
+fn list_models(publisher: &str, query: &str) -> Response {
+    let (models, next): (&[&str], &str) = match (publisher, query.contains("pageToken=p2")) {
+        ("google", false) => (&["gemini-2.5-pro", "gemini-2.5-flash"], "p2"),
+        ("google", true) => (&["gemini-3-pro-preview", "imagen-4.0-generate-001"], ""),
+        ("anthropic", _) => (&["claude-sonnet-4-5", "claude-opus-4-1"], ""),
+        _ => return google_error(404, "NOT_FOUND", "unknown publisher"),
+    };
+    let list: Vec<Value> = models
+        .iter()
+        .map(|m| json!({"name": format!("publishers/{publisher}/models/{m}"), "versionId": "001"}))
+        .collect();
+    let mut body = json!({"publisherModels": list});
+    if !next.is_empty() {
+        body["nextPageToken"] = json!(next);
+    }
+    json_response(body)
 }
 
 fn issue_token(fake: &FakeVertex) -> Response {
@@ -558,7 +584,24 @@ fn validate(fake: &FakeVertex, model: &str, body: &Value) -> Result<(), String> 
             .iter()
             .enumerate()
         {
-            unknown(t, &["functionDeclarations"], &format!("tools[{i}]"))?;
+            unknown(
+                t,
+                &["functionDeclarations", "googleSearch"],
+                &format!("tools[{i}]"),
+            )?;
+            if t.get("googleSearch").is_some() {
+                let all_search = tools
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|t| t.get("functionDeclarations").is_none());
+                if !all_search {
+                    return Err(
+                        "Multiple tools are supported only when they are all search tools.".into(),
+                    );
+                }
+                continue;
+            }
             for (j, d) in t["functionDeclarations"]
                 .as_array()
                 .ok_or("functionDeclarations must be a list")?
@@ -570,6 +613,18 @@ fn validate(fake: &FakeVertex, model: &str, body: &Value) -> Result<(), String> 
                     &["name", "description", "parameters", "parametersJsonSchema"],
                     &format!("tools[{i}].function_declarations[{j}]"),
                 )?;
+                let name = d["name"].as_str().unwrap_or("");
+                let mut chars = name.chars();
+                let valid = name.len() <= 64
+                    && chars
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+                if !valid {
+                    return Err(format!(
+                        "* GenerateContentRequest.tools[{i}].function_declarations[{j}].name: Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots (.), colons (:), or dashes (-), with a maximum length of 64."
+                    ));
+                }
                 if contains_key(d, "$schema") {
                     return Err("Invalid JSON payload received. Unknown name \"$schema\"".into());
                 }
@@ -701,7 +756,20 @@ fn answer(fake: &FakeVertex, model: &str, body: &Value, stream: bool) -> Respons
         .pointer("/toolConfig/functionCallingConfig/mode")
         .and_then(Value::as_str)
         .unwrap_or("AUTO");
-    if responses.is_empty() && !decls.is_empty() && mode != "NONE" {
+    let shell = decls.iter().find_map(|d| {
+        let name = d["name"].as_str()?;
+        crate::support::shell_call(name).map(|args| (name.to_string(), args))
+    });
+    if responses.is_empty()
+        && mode != "NONE"
+        && let Some((name, args)) = shell
+    {
+        let mut p = json!({"functionCall": {"name": name, "args": args}});
+        if gen3 {
+            p["thoughtSignature"] = json!(fake.issue_signature("call"));
+        }
+        parts.push(p);
+    } else if responses.is_empty() && !decls.is_empty() && mode != "NONE" {
         let n = if text.contains("both") { 2 } else { 1 };
         for (i, d) in decls.iter().take(n).enumerate() {
             let takes_args = d

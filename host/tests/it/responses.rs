@@ -425,8 +425,13 @@ async fn upstream_credentials_come_from_config_not_the_client() {
 }
 
 #[tokio::test]
-async fn healthz_and_models() {
+async fn healthz_and_models_lists_real_ids_never_globs() {
     let up = FakeUpstream::start().await;
+    let vertex = crate::fake_vertex::FakeVertex::start().await;
+    // Vertex serves the Gemini and Claude globs; its config block comes last.
+    let vertex_block = vertex
+        .config("")
+        .replace("models = [\"*\"]", "models = [\"gemini-*\", \"claude-*\"]");
     let config = format!(
         r#"
 [[backends]]
@@ -437,11 +442,28 @@ models = ["qwen3", "llama-*"]
 
 [[backends]]
 name = "b"
+kind = "openai"
+base_url = "{0}"
+auth = "none"
+models = ["gpt-4o*", "qwen3", "fast"]
+model_map = {{ fast = "gpt-4o-mini" }}
+
+[[backends]]
+name = "listed"
 kind = "openresponses"
 base_url = "{0}"
-models = ["qwen3", "*"]
-"#,
-        up.base_url
+models = ["o*", "llama-*"]
+model_list = ["o4-mini", "o3", "llama-3"]
+
+[[backends]]
+name = "down"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+auth = "none"
+models = ["mistral-*", "mistral-small"]
+
+{1}"#,
+        up.base_url, vertex_block
     );
     let proxy = TestProxy::start(&config).await;
     let r = proxy
@@ -451,29 +473,72 @@ models = ["qwen3", "*"]
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let v: Value = proxy
-        .http
-        .get(format!("{}/v1/models", proxy.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["object"], "list");
-    let ids: Vec<(&str, &str)> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
-        .collect();
-    assert_eq!(ids, [("qwen3", "a"), ("llama-*", "a"), ("*", "b")]);
-    assert!(
+    let list = || async {
+        let v: Value = proxy
+            .http
+            .get(format!("{}/v1/models", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["object"], "list");
+        assert!(
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["object"] == "model")
+        );
         v["data"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|m| m["object"] == "model")
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["owned_by"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let ids = list().await;
+    let ids: Vec<(&str, &str)> = ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        ids,
+        [
+            // Literal names; the upstream lists no llama model.
+            ("qwen3", "a"),
+            // Its `qwen3` is served by "a" (first match); its mapped name
+            // and the upstream's ids matching its glob.
+            ("fast", "b"),
+            ("gpt-4o", "b"),
+            ("gpt-4o-mini", "b"),
+            // The configured list, without what another backend serves.
+            ("o4-mini", "listed"),
+            ("o3", "listed"),
+            // An upstream that cannot be listed: its literal names only.
+            ("mistral-small", "down"),
+            // Vertex AI's publisher lists (two pages of Google's).
+            ("gemini-2.5-pro", "vertex"),
+            ("gemini-2.5-flash", "vertex"),
+            ("gemini-3-pro-preview", "vertex"),
+            ("claude-sonnet-4-5", "vertex"),
+            ("claude-opus-4-1", "vertex"),
+        ]
+    );
+    // The lists are cached: asking again asks no upstream.
+    let hits = vertex.hits().len();
+    let listed = up.received().len();
+    list().await;
+    assert_eq!((vertex.hits().len(), up.received().len()), (hits, listed));
+    assert!(
+        up.received()
+            .iter()
+            .all(|r| r.method == "GET" && r.path == "/v1/models"),
+        "{:?}",
+        up.received().iter().map(|r| &r.path).collect::<Vec<_>>()
     );
 }
 

@@ -357,6 +357,18 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
     if method == "POST" && path == "/v1/chat/completions" {
         return chat(&headers, &body).await;
     }
+    if method == "GET" && path == "/v1/models" {
+        let ids = ["gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small"];
+        let data: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "object": "model", "created": 1767000000, "owned_by": "fake"}))
+            .collect();
+        return scripted(
+            Reply::Json(200, json!({"object": "list", "data": data}), vec![]),
+            &state,
+        )
+        .await;
+    }
     if method != "POST" || path != "/v1/responses" {
         return openai_error(404, &format!("no route {method} {path}"), None);
     }
@@ -383,7 +395,29 @@ async fn handle(State(state): State<FakeState>, request: Request) -> Response {
             Some("reasoning.effort"),
         );
     }
-    let text = format!("Hello from {model}");
+    // An agent's turn: call its shell tool, then report what it printed.
+    let items = obj.get("input").and_then(Value::as_array);
+    let last = items.and_then(|i| i.last());
+    let shell = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t["type"] == "function")
+        .find_map(|t| {
+            t["name"]
+                .as_str()
+                .and_then(|n| shell_call(n).map(|a| (n, a)))
+        });
+    let after_call = last.is_some_and(|i| i["type"] == "function_call_output");
+    if let (Some((name, args)), false) = (shell, after_call) {
+        let stream = obj.get("stream") == Some(&Value::Bool(true));
+        return scripted(call_reply(model, name, &args.to_string(), stream), &state).await;
+    }
+    let text = match last {
+        Some(i) if after_call => format!("Results: {}", i["output"].as_str().unwrap_or_default()),
+        _ => format!("Hello from {model}"),
+    };
     if obj.get("stream") == Some(&Value::Bool(true)) {
         let chunks = text_stream_events(model, &text)
             .into_iter()
@@ -506,6 +540,36 @@ pub fn text_stream_events(model: &str, text: &str) -> Vec<(String, String)> {
         .into_iter()
         .map(|e| (e["type"].as_str().unwrap().to_string(), e.to_string()))
         .collect()
+}
+
+/// An OpenResponses answer that calls function `name` with `args`.
+fn call_reply(model: &str, name: &str, args: &str, stream: bool) -> Reply {
+    let item = |status: &str, arguments: &str| {
+        json!({"type": "function_call", "id": "fc_up_1", "call_id": "call_up_1", "name": name,
+               "arguments": arguments, "status": status})
+    };
+    let mut done = response_object(model, "completed", "");
+    done["output"] = json!([item("completed", args)]);
+    if !stream {
+        return Reply::Json(200, done, vec![]);
+    }
+    let snapshot = json!({"id": "resp_upstream_1", "object": "response", "created_at": 1767000000, "status": "in_progress", "model": model, "output": []});
+    let events = [
+        json!({"type": "response.created", "sequence_number": 0, "response": snapshot}),
+        json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": item("in_progress", "")}),
+        json!({"type": "response.function_call_arguments.delta", "sequence_number": 2, "item_id": "fc_up_1", "output_index": 0, "delta": args}),
+        json!({"type": "response.function_call_arguments.done", "sequence_number": 3, "item_id": "fc_up_1", "output_index": 0, "arguments": args}),
+        json!({"type": "response.output_item.done", "sequence_number": 4, "output_index": 0, "item": item("completed", args)}),
+        json!({"type": "response.completed", "sequence_number": 5, "response": done}),
+    ];
+    Reply::Sse {
+        chunks: events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect(),
+        delay: Duration::ZERO,
+        then_hang: false,
+    }
 }
 
 /// An SSE body from (event, data) pairs.
@@ -637,9 +701,51 @@ async fn chat(headers: &HeaderMap, body: &Value) -> Response {
         .into_iter()
         .flatten()
         .collect();
+    for (i, tool) in tools.iter().enumerate() {
+        let name = tool
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !openai_name(name) {
+            return openai_error(
+                400,
+                &format!(
+                    "Invalid 'tools[{i}].function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+                ),
+                Some(&format!("tools[{i}].function.name")),
+            );
+        }
+    }
     let mut calls = Vec::new();
     let mut text = format!("Hello from {model}");
-    if last["role"] == "user" && !tools.is_empty() {
+    let shell = tools.iter().find_map(|t| {
+        t.pointer("/function/name")
+            .and_then(Value::as_str)
+            .and_then(|n| shell_call(n).map(|a| (n, a)))
+    });
+    // After the shell command, an agent offering Codex's freeform
+    // `apply_patch` is asked to patch a file once.
+    let patch_offered = tools
+        .iter()
+        .any(|t| t.pointer("/function/name") == Some(&json!("apply_patch")));
+    let patched = messages
+        .iter()
+        .flat_map(|m| m["tool_calls"].as_array().into_iter().flatten())
+        .any(|c| c.pointer("/function/name") == Some(&json!("apply_patch")));
+    if last["role"] == "user"
+        && let Some((name, args)) = shell
+    {
+        calls.push(("call_sh1".to_string(), name.to_string(), args.to_string()));
+        text.clear();
+    } else if last["role"] == "tool" && patch_offered && !patched {
+        let args = json!({"input": AGENT_PATCH});
+        calls.push((
+            "call_patch1".to_string(),
+            "apply_patch".into(),
+            args.to_string(),
+        ));
+        text.clear();
+    } else if last["role"] == "user" && !tools.is_empty() {
         let both = last["content"].to_string().contains("both");
         for (i, tool) in tools.iter().take(if both { 2 } else { 1 }).enumerate() {
             let f = &tool["function"];
@@ -749,6 +855,32 @@ async fn chat(headers: &HeaderMap, body: &Value) -> Response {
         &FakeState::default(),
     )
     .await
+}
+
+/// What the fakes make an agent run: it leaves a file behind, so that a test
+/// can tell the command really ran.
+pub const AGENT_COMMAND: &str = "echo agent-ran > agent-proof.txt && cat agent-proof.txt";
+
+/// The patch the Chat fake applies through Codex's freeform `apply_patch`.
+pub const AGENT_PATCH: &str =
+    "*** Begin Patch\n*** Add File: patched.txt\n+patched by the model\n*** End Patch\n";
+
+/// The arguments with which the fakes call an agent's shell tool, when
+/// `name` is one: Codex's `exec_command`, OpenCode's `bash`.
+pub fn shell_call(name: &str) -> Option<Value> {
+    match name {
+        "exec_command" => Some(json!({"cmd": AGENT_COMMAND})),
+        "bash" => Some(json!({"command": AGENT_COMMAND})),
+        _ => None,
+    }
+}
+
+/// A function name OpenAI accepts: `^[a-zA-Z0-9_-]{1,64}$`.
+pub fn openai_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A backend of `kind` at `base_url` serving every model.

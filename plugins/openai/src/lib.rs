@@ -15,10 +15,16 @@
 //!
 //! Settings: `api` (`chat` | `responses`), `path` (endpoint relative to
 //! `base_url`), `max_tokens_param` (`max_completion_tokens` | `max_tokens`,
-//! for converted requests), `instructions_role` (`system` | `developer`).
+//! for converted requests), `instructions_role` (`system` | `developer`),
+//! `hosted_tools` (`drop` | `reject`: what a converted request does with
+//! hosted tools such as `web_search`, which Chat Completions has not).
+//!
+//! Converted requests get namespace and custom tools as function tools, and
+//! their calls back as the client offered them (`llmproxy_api::tools`).
 
 use llmproxy_sdk::api::chat_request::{ChatOptions, responses_to_chat};
 use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::tools::{self, HostedTools, Restorer, ToolNames};
 use llmproxy_sdk::api::{ENVELOPE_PREFIX, Extras};
 use llmproxy_sdk::chat::{self, ChatStream};
 use llmproxy_sdk::json::RawObject;
@@ -40,6 +46,8 @@ struct Settings {
     path: Option<String>,
     max_tokens_param: Option<String>,
     instructions_role: Option<String>,
+    #[serde(default)]
+    hosted_tools: HostedTools,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +136,22 @@ impl Translator for OpenAi {
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
         let settings = settings(ctx)?;
         let extras = llmproxy_sdk::extras(ctx)?;
+        let mut state = String::new();
         let body = match settings.api() {
             Api::Chat if extras.chat.is_some() => chat_passthrough(ctx, &extras)?,
             Api::Chat => {
-                let request: CreateResponse = serde_json::from_slice(body)
+                let mut request: CreateResponse = serde_json::from_slice(body)
                     .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
+                // Chat Completions takes function tools only.
+                let lowered = tools::lower(
+                    &mut request,
+                    "Chat Completions upstreams",
+                    settings.hosted_tools,
+                    |_| false,
+                )?;
+                if !lowered.names.is_empty() {
+                    state = serde_json::to_string(&lowered.names).map_err(json_error)?;
+                }
                 let options = ChatOptions {
                     legacy_max_tokens: settings.max_tokens_param.as_deref() == Some("max_tokens"),
                     developer_instructions: settings.instructions_role.as_deref()
@@ -147,20 +166,24 @@ impl Translator for OpenAi {
                 responses_passthrough(ctx, body)?
             }
         };
-        Ok(post(ctx, settings.path(), body))
+        let mut request = post(ctx, settings.path(), body);
+        request.state = state;
+        Ok(request)
     }
 
-    fn response(ctx: &Context, _: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
+    fn response(ctx: &Context, state: &str, response: UpstreamResponse) -> Result<Vec<u8>, Error> {
         match settings(ctx)?.api() {
             Api::Responses => passthrough::response_body(response.status, response.body),
-            Api::Chat => chat::response(response),
+            Api::Chat => {
+                chat::response(response).map(|b| tool_names(state).restore_response_bytes(b))
+            }
         }
     }
 
-    fn stream(ctx: Context, _: String, _: u16, _: Headers) -> Stream {
+    fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
         match Settings::parse(&ctx.settings).map(|s| s.api()) {
             Ok(Api::Responses) => Stream::Responses,
-            _ => Stream::Chat(Box::default()),
+            _ => Stream::Chat(Box::default(), Restorer::new(tool_names(&state))),
         }
     }
 }
@@ -229,10 +252,16 @@ fn responses_passthrough(ctx: &Context, body: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(obj.to_vec())
 }
 
-/// Stream state: Chat chunks, or Responses events passed through.
+/// The tools renamed for a Chat upstream (the request's `state`).
+fn tool_names(state: &str) -> ToolNames {
+    serde_json::from_str(state).unwrap_or_default()
+}
+
+/// Stream state: Chat chunks (with the calls of renamed tools lifted back),
+/// or Responses events passed through.
 #[derive(Debug)]
 pub enum Stream {
-    Chat(Box<ChatStream>),
+    Chat(Box<ChatStream>, Restorer),
     Responses,
 }
 
@@ -240,14 +269,14 @@ impl EventStream for Stream {
     fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => passthrough::event(event, data),
-            Stream::Chat(chat) => chat.push(event, data),
+            Stream::Chat(chat, tools) => chat.push(event, data).map(|e| tools.event_texts(e)),
         }
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         match self {
             Stream::Responses => Ok(Vec::new()),
-            Stream::Chat(chat) => chat.finish(),
+            Stream::Chat(chat, tools) => chat.finish().map(|e| tools.event_texts(e)),
         }
     }
 }

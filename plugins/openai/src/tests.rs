@@ -81,9 +81,96 @@ fn responses_client_request_is_converted_to_chat() {
     let sent = body_json(&req);
     assert_eq!(sent["max_tokens"], 50);
     assert_eq!(sent["messages"][0]["role"], "developer");
-    let bad = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]});
-    let err = OpenAi::request(&ctx(false, "{}", None), bad.to_string().as_bytes()).unwrap_err();
+    // Hosted tools are left out by default, refused when configured so.
+    let hosted = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]});
+    let req = OpenAi::request(&ctx(false, "{}", None), hosted.to_string().as_bytes()).unwrap();
+    assert!(
+        body_json(&req).get("tools").is_none(),
+        "{}",
+        body_json(&req)
+    );
+    let reject = r#"{"hosted_tools":"reject"}"#;
+    let err =
+        OpenAi::request(&ctx(false, reject, None), hosted.to_string().as_bytes()).unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(OpenAi::validate_settings(r#"{"hosted_tools":"maybe"}"#).is_err());
+}
+
+#[test]
+fn namespace_and_custom_calls_come_back_as_offered() {
+    let body = json!({"model": "m", "stream": true, "input": [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "c0", "namespace": "multi_agent_v1", "name": "wait_agent", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c0", "output": "ok"}],
+        "tools": [{"type": "namespace", "name": "multi_agent_v1", "description": "d", "tools": [
+            {"type": "function", "name": "wait_agent", "parameters": {"type": "object"}}]},
+            {"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "lark", "definition": "start: x"}}]});
+    let c = ctx(true, "{}", None);
+    let req = OpenAi::request(&c, body.to_string().as_bytes()).unwrap();
+    let sent = body_json(&req);
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["multi_agent_v1__wait_agent", "apply_patch"]);
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["function"]["name"],
+        "multi_agent_v1__wait_agent"
+    );
+    // The answer's calls regain their namespace, or become custom calls.
+    let mut stream = OpenAi::stream(c, req.state.clone(), 200, vec![]);
+    let chunk = |delta: Value| {
+        json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        .to_string()
+    };
+    let mut events = Vec::new();
+    for data in [
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "multi_agent_v1__wait_agent", "arguments": "{}"}}]}),
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 1, "id": "c2", "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"*** Begin"}}]}),
+        ),
+        chunk(json!({"tool_calls": [{"index": 1, "function": {"arguments": " Patch\"}"}}]})),
+        json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        .to_string(),
+    ] {
+        events.extend(stream.push("", &data).unwrap());
+    }
+    events.extend(stream.finish().unwrap());
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| &e["item"])
+        .collect();
+    assert_eq!(done[0]["namespace"], "multi_agent_v1");
+    assert_eq!(done[0]["name"], "wait_agent");
+    assert_eq!(done[1]["type"], "custom_tool_call");
+    assert_eq!(done[1]["input"], "*** Begin Patch");
+    assert!(
+        !events.iter().any(|e| e["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("response.function_call_arguments")
+            && e["item_id"] == done[1]["id"]),
+        "no argument events for a custom call"
+    );
+    let completed = events
+        .iter()
+        .find(|e| e["type"] == "response.completed")
+        .unwrap();
+    assert_eq!(
+        completed["response"]["output"][1]["type"],
+        "custom_tool_call"
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@ pub mod request;
 
 use answer::{EventError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
-use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::responses::{CreateResponse, Tool};
+use llmproxy_sdk::api::tools::{self, Restorer};
 use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
@@ -72,9 +73,16 @@ impl Translator for VertexClaude {
 
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
         let settings = settings(ctx)?;
-        let req: CreateResponse = serde_json::from_slice(body)
+        let mut req: CreateResponse = serde_json::from_slice(body)
             .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
         let extras = llmproxy_sdk::extras(ctx)?;
+        // Claude's web search server tool stands in for web search, unless
+        // a tool of the client's already has its name.
+        let search =
+            request::has_web_search(&ctx.upstream_model) && !named(&req, request::WEB_SEARCH);
+        let lowered = tools::lower(&mut req, "Claude on Vertex", settings.hosted_tools, |t| {
+            search && tools::is_web_search(t)
+        })?;
         let target = request::Target {
             model: &ctx.upstream_model,
             settings: &settings,
@@ -82,10 +90,12 @@ impl Translator for VertexClaude {
             media: &ctx.media,
             streaming: ctx.streaming,
         };
-        let (body, state) = match request::build(&req, &target)? {
+        let (mut body, mut state) = match request::build(&req, &target)? {
             Built::Request { body, state } => (body, state),
             Built::NeedsMedia(urls) => return Err(Error::NeedsMedia(urls)),
         };
+        request::add_hosted(&mut body, &lowered.hosted);
+        state.tools = lowered.names;
         let method = if ctx.streaming {
             "streamRawPredict"
         } else {
@@ -107,24 +117,21 @@ impl Translator for VertexClaude {
             return Err(claude_error(response.status, &response.body));
         }
         let message = llmproxy_sdk::json_body(&response.body, "Vertex")?;
-        let mut mapper = Mapper::new(
-            IdGen::new(),
-            &ctx.upstream_model,
-            parse_state(state).json_tool,
-        );
+        let state = parse_state(state);
+        let mut mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool);
         mapper
             .message(&message, &mut Vec::new())
             .map_err(event_error)?;
-        serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))
+        let body =
+            serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(state.tools.restore_response_bytes(body))
     }
 
     fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
+        let state = parse_state(&state);
         Stream {
-            mapper: Mapper::new(
-                IdGen::new(),
-                &ctx.upstream_model,
-                parse_state(&state).json_tool,
-            ),
+            mapper: Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool),
+            tools: Restorer::new(state.tools),
         }
     }
 }
@@ -133,6 +140,15 @@ impl Translator for VertexClaude {
 #[derive(Debug)]
 pub struct Stream {
     mapper: Mapper,
+    tools: Restorer,
+}
+
+/// Whether a function or custom tool of `req` is called `name`.
+fn named(req: &CreateResponse, name: &str) -> bool {
+    req.tools.iter().flatten().any(|t| match t {
+        Tool::Function(f) => f.name == name,
+        Tool::Other(v) => v.get("name").and_then(Value::as_str) == Some(name),
+    })
 }
 
 impl EventStream for Stream {
@@ -142,13 +158,13 @@ impl EventStream for Stream {
         };
         let mut out = Vec::new();
         self.mapper.event(&event, &mut out).map_err(event_error)?;
-        Ok(llmproxy_sdk::event_strings(out))
+        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         self.mapper.end(&mut out);
-        Ok(llmproxy_sdk::event_strings(out))
+        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
     }
 }
 

@@ -9,6 +9,7 @@ use llmproxy_sdk::api::media::{data_url, decode_base64, is_http_url, mime_from_n
 use llmproxy_sdk::api::responses::{
     ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, Tool, ToolChoice,
 };
+use llmproxy_sdk::api::tools::ToolNames;
 use llmproxy_sdk::api::turns::Turns;
 use llmproxy_sdk::api::vertex::Settings;
 use serde::{Deserialize, Serialize};
@@ -44,7 +45,34 @@ pub struct State {
     /// The structured-output tool, when one was forced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_tool: Option<String>,
+    /// Tools renamed for Claude, whose calls are lifted back.
+    #[serde(default, skip_serializing_if = "ToolNames::is_empty")]
+    pub tools: ToolNames,
 }
+
+/// Whether `model` (a Vertex Claude id such as `claude-sonnet-4-5@2025...`)
+/// has Anthropic's web search tool on Vertex: Claude 4 and later.
+pub fn has_web_search(model: &str) -> bool {
+    model
+        .split(['-', '@', '.'])
+        .find_map(|part| part.parse::<u32>().ok())
+        .is_some_and(|major| major >= 4)
+}
+
+/// Adds Claude's equivalents of the hosted tools [`lower`] kept: the web
+/// search server tool for web search. Server tools come first, so that the
+/// prompt-cache mark stays on the last function tool.
+///
+/// [`lower`]: llmproxy_sdk::api::tools::lower
+pub fn add_hosted(body: &mut Value, hosted: &[Value]) {
+    if !hosted.is_empty() {
+        let search = json!({"type": "web_search_20250305", "name": WEB_SEARCH});
+        llmproxy_sdk::api::tools::insert_tool(body, search, Some(0));
+    }
+}
+
+/// The name of Claude's web search tool.
+pub const WEB_SEARCH: &str = "web_search";
 
 /// A translated request, or the URLs that must be downloaded first.
 #[derive(Debug, PartialEq)]
@@ -461,7 +489,10 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Built, ConvertError> {
     }
     Ok(Built::Request {
         body: Value::Object(body),
-        state: State { json_tool },
+        state: State {
+            json_tool,
+            tools: ToolNames::default(),
+        },
     })
 }
 

@@ -273,3 +273,67 @@ fn settings_validation_names_the_key() {
     .unwrap_err();
     assert!(e.contains("claude_max_tokens"), "{e}");
 }
+
+#[test]
+fn web_search_becomes_the_server_tool_and_namespaced_calls_come_back() {
+    let body = json!({"model": "claude", "input": "look it up", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "multi_agent_v1", "description": "d", "tools": [
+            {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}}]},
+        {"type": "web_search", "external_web_access": true}]});
+    let up = VertexClaude::request(&ctx(false), body.to_string().as_bytes()).unwrap();
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    let tools = sent["tools"].as_array().unwrap();
+    assert_eq!(
+        tools[0],
+        json!({"type": "web_search_20250305", "name": "web_search"})
+    );
+    assert_eq!(tools[2]["name"], "multi_agent_v1__spawn_agent");
+    // Cache mark on the last function tool, not on the server tool.
+    assert!(tools[0].get("cache_control").is_none() && tools[2].get("cache_control").is_some());
+    // Claude 3 models have no web search: the offer is left out.
+    let mut old = ctx(false);
+    old.upstream_model = "claude-3-5-haiku@20241022".into();
+    let up3 = VertexClaude::request(&old, body.to_string().as_bytes()).unwrap();
+    let sent3: Value = serde_json::from_slice(&up3.body).unwrap();
+    assert!(
+        sent3["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("type").is_none()),
+        "{sent3}"
+    );
+    // The call of the flattened tool comes back under its namespace.
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+                    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                    {"type": "text", "text": "Found it.", "citations": []},
+                    {"type": "tool_use", "id": "toolu_1", "name": "multi_agent_v1__spawn_agent", "input": {}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 2}});
+    let out = VertexClaude::response(&ctx(false), &up.state, up_json(&answer)).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    let items = out["output"].as_array().unwrap();
+    let call = items.iter().find(|i| i["type"] == "function_call").unwrap();
+    assert_eq!(
+        (call["namespace"].as_str(), call["name"].as_str()),
+        (Some("multi_agent_v1"), Some("spawn_agent"))
+    );
+    assert!(items.iter().any(|i| i["type"] == "message"));
+    // hosted_tools = "reject" refuses instead.
+    let mut strict = ctx(false);
+    strict.upstream_model = "claude-3-5-haiku@20241022".into();
+    strict.settings = r#"{"project":"proj","location":"us-east5","hosted_tools":"reject"}"#.into();
+    assert!(matches!(
+        VertexClaude::request(&strict, body.to_string().as_bytes()),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+fn up_json(v: &Value) -> UpstreamResponse {
+    UpstreamResponse {
+        status: 200,
+        headers: vec![],
+        body: v.to_string().into_bytes(),
+    }
+}

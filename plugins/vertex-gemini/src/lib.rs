@@ -20,6 +20,7 @@ pub mod schema;
 use answer::{ChunkError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
 use llmproxy_sdk::api::responses::CreateResponse;
+use llmproxy_sdk::api::tools::{self, Restorer, ToolNames};
 use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::{
     Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
@@ -37,6 +38,9 @@ struct State {
     /// `parallel_tool_calls: false`.
     #[serde(default)]
     single_call: bool,
+    /// Tools renamed for Gemini, whose calls are lifted back.
+    #[serde(default, skip_serializing_if = "ToolNames::is_empty")]
+    tools: ToolNames,
 }
 
 fn settings(ctx: &Context) -> Result<Settings, Error> {
@@ -67,15 +71,22 @@ impl Translator for VertexGemini {
 
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
         let settings = settings(ctx)?;
-        let req: CreateResponse = serde_json::from_slice(body)
+        let mut req: CreateResponse = serde_json::from_slice(body)
             .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
         let extras = llmproxy_sdk::extras(ctx)?;
+        // Google Search grounding stands in for web search, but Vertex
+        // takes it only without function declarations.
+        let search = !tools::offers_functions(&req);
+        let lowered = tools::lower(&mut req, "Gemini", settings.hosted_tools, |t| {
+            search && tools::is_web_search(t)
+        })?;
         let target = request::Target {
             model: &ctx.upstream_model,
             settings: &settings,
             chat: extras.chat.as_ref(),
         };
-        let gemini = request::build(&req, &target)?;
+        let mut gemini = request::build(&req, &target)?;
+        request::add_hosted(&mut gemini, &lowered.hosted);
         let method = if ctx.streaming {
             "streamGenerateContent?alt=sse"
         } else {
@@ -83,6 +94,7 @@ impl Translator for VertexGemini {
         };
         let state = State {
             single_call: req.parallel_tool_calls == Some(false),
+            tools: lowered.names,
         };
         Ok(UpstreamRequest {
             method: "POST".into(),
@@ -100,24 +112,21 @@ impl Translator for VertexGemini {
             return Err(llmproxy_sdk::vertex::error(response.status, &response.body));
         }
         let answer = llmproxy_sdk::json_body(&response.body, "Vertex")?;
-        let mut mapper = Mapper::new(
-            IdGen::new(),
-            &ctx.upstream_model,
-            parse_state(state).single_call,
-        );
+        let state = parse_state(state);
+        let mut mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
         mapper
             .chunk(&answer, &mut Vec::new())
             .map_err(chunk_error)?;
-        serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))
+        let body =
+            serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(state.tools.restore_response_bytes(body))
     }
 
     fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
+        let state = parse_state(&state);
         Stream {
-            mapper: Mapper::new(
-                IdGen::new(),
-                &ctx.upstream_model,
-                parse_state(&state).single_call,
-            ),
+            mapper: Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call),
+            tools: Restorer::new(state.tools),
         }
     }
 }
@@ -126,6 +135,7 @@ impl Translator for VertexGemini {
 #[derive(Debug)]
 pub struct Stream {
     mapper: Mapper,
+    tools: Restorer,
 }
 
 impl EventStream for Stream {
@@ -135,13 +145,13 @@ impl EventStream for Stream {
         };
         let mut out = Vec::new();
         self.mapper.chunk(&chunk, &mut out).map_err(chunk_error)?;
-        Ok(llmproxy_sdk::event_strings(out))
+        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
     }
 
     fn finish(&mut self) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         self.mapper.end(&mut out, true);
-        Ok(llmproxy_sdk::event_strings(out))
+        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
     }
 }
 

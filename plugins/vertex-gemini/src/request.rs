@@ -457,6 +457,17 @@ fn tools(
     ))
 }
 
+/// Adds the Gemini equivalents of the hosted tools [`tools::lower`] kept:
+/// Google Search grounding for web search (mapped only when the request has
+/// no function tools: Vertex refuses search mixed with functions).
+///
+/// [`tools::lower`]: llmproxy_sdk::api::tools::lower
+pub fn add_hosted(body: &mut Value, hosted: &[Value]) {
+    if !hosted.is_empty() {
+        llmproxy_sdk::api::tools::insert_tool(body, json!({"googleSearch": {}}), None);
+    }
+}
+
 /// `toolConfig.functionCallingConfig` from `tool_choice`.
 fn tool_config(req: &CreateResponse, any_strict: bool) -> Result<Option<Value>, ConvertError> {
     if req.tools.as_ref().is_none_or(Vec::is_empty) {

@@ -232,3 +232,40 @@ fn signatures_round_trip() {
         "thoughts of another model are dropped, only the first call gets the placeholder"
     );
 }
+
+#[test]
+fn web_search_is_grounding_only_without_functions() {
+    let search = json!({"model": "g", "input": "news?", "tools": [{"type": "web_search"}]});
+    let up = VertexGemini::request(&ctx(false), search.to_string().as_bytes()).unwrap();
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]));
+    assert!(sent.get("toolConfig").is_none());
+    // With functions, Vertex refuses search: it is left out.
+    let mixed = json!({"model": "g", "input": "x", "tools": [{"type": "web_search"},
+        {"type": "custom", "name": "apply_patch", "description": "Patch."}]});
+    let up = VertexGemini::request(&ctx(false), mixed.to_string().as_bytes()).unwrap();
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    let decls = sent["tools"].as_array().unwrap();
+    assert_eq!(decls.len(), 1, "{sent}");
+    assert_eq!(decls[0]["functionDeclarations"][0]["name"], "apply_patch");
+    // A call of the custom tool comes back as a custom tool call.
+    let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "apply_patch", "args": {"input": "*** Begin Patch"}}, "thoughtSignature": "S"}]},
+        "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}});
+    let resp = UpstreamResponse {
+        status: 200,
+        headers: vec![],
+        body: answer.to_string().into_bytes(),
+    };
+    let out = VertexGemini::response(&ctx(false), &up.state, resp).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    let call = out["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "custom_tool_call")
+        .unwrap();
+    assert_eq!(call["input"], "*** Begin Patch");
+    assert_eq!(call["name"], "apply_patch");
+    assert!(call.get("arguments").is_none());
+}
