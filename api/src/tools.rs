@@ -433,6 +433,9 @@ pub fn lower(
     maps: impl Fn(&Value) -> bool,
 ) -> Result<Lowered, ConvertError> {
     let mut out = Lowered::default();
+    if !needs_lowering(req) {
+        return Ok(out);
+    }
     let mut dropped: Vec<String> = Vec::new();
     if let Some(tools) = req.tools.take() {
         // Plain function names first: flattened names must not take them.
@@ -544,6 +547,29 @@ pub fn lower(
         );
     }
     Ok(out)
+}
+
+/// Whether anything in `req` is not a plain function tool, call or choice
+/// (the common case costs one look at each tool and item).
+fn needs_lowering(req: &CreateResponse) -> bool {
+    let tools = req
+        .tools
+        .iter()
+        .flatten()
+        .any(|t| matches!(t, Tool::Other(_)));
+    let choice = matches!(
+        req.tool_choice,
+        Some(ToolChoice::Other(_) | ToolChoice::AllowedTools { .. })
+    );
+    let items = match &req.input {
+        Some(crate::responses::Input::Items(items)) => items.iter().any(|i| match i {
+            Item::Other(_) => true,
+            Item::FunctionCall(c) => c.extra.contains_key("namespace"),
+            _ => false,
+        }),
+        _ => false,
+    };
+    tools || choice || items
 }
 
 /// Whether `kind` names a hosted tool (not function, custom or namespace).

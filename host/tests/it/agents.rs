@@ -38,9 +38,16 @@ struct Setup {
     dir: PathBuf,
 }
 
-/// `host/tests/node/node_modules/.bin/<program>`, when installed.
+/// An agent installed in `host/tests/node`: Codex's launcher, or
+/// OpenCode's binary for x86-64 Linux (the package `opencode-ai`'s
+/// installer picks; that wrapper's other platform packages are not all on
+/// the registry this suite installs from, so `npm ci` could not take it).
 fn program(name: &str) -> Option<PathBuf> {
-    let bin = node_dir()?.join("node_modules/.bin").join(name);
+    let path = match name {
+        "opencode" => "node_modules/opencode-linux-x64/bin/opencode",
+        _ => "node_modules/.bin/codex",
+    };
+    let bin = node_dir()?.join(path);
     assert!(
         bin.exists(),
         "{} is missing: run npm ci --prefix host/tests/node",
@@ -122,6 +129,19 @@ async fn run(mut cmd: Command, dir: &std::path::Path, what: &str) -> Vec<Value> 
         .collect()
 }
 
+/// The Codex `config.toml` the README gives (its Clients section).
+fn readme_codex_config() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let from = readme
+        .find("**Codex CLI**")
+        .expect("the README shows Codex's config");
+    let block = &readme[from..];
+    let start = block.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    block[start..end].to_string()
+}
+
 /// One `codex exec` turn with Codex's default tools.
 async fn codex(s: &Setup, model: &str) -> Vec<Value> {
     let Some(bin) = program("codex") else {
@@ -132,39 +152,21 @@ async fn codex(s: &Setup, model: &str) -> Vec<Value> {
         .join(format!("codex-{}", model.replace(['@', '.'], "_")));
     let home = work.join(".codex");
     std::fs::create_dir_all(&home).unwrap();
-    // The README's config, pointed at this proxy, with retries off.
+    // The README's config as written, pointed at this proxy and the model,
+    // with nothing asked (the test runs unattended).
+    let readme = readme_codex_config()
+        .replace("http://127.0.0.1:8080/v1", &format!("{}/v1", s.proxy.url))
+        .replace(
+            "model = \"gemini-2.5-pro\"",
+            &format!("model = \"{model}\""),
+        );
     let config = format!(
-        r#"model = "{model}"
-model_provider = "llmproxy"
-model_reasoning_effort = "low"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-check_for_update_on_startup = false
-
-[model_providers.llmproxy]
-name = "llmproxy"
-base_url = "{}/v1"
-env_key = "LLMPROXY_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[history]
-persistence = "none"
-
-[features]
-plugins = false
-remote_plugin = false
-plugin_sharing = false
-apps = false
-"#,
-        s.proxy.url
+        "approval_policy = \"never\"\nsandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\n\
+         {readme}\n[history]\npersistence = \"none\"\n"
+    );
+    assert!(
+        config.contains(&s.proxy.url) && config.contains(model),
+        "{config}"
     );
     std::fs::write(home.join("config.toml"), config).unwrap();
     let mut cmd = command(bin);
@@ -176,6 +178,9 @@ apps = false
         "--color",
         "never",
     ])
+    // No retries: a failure shows at once.
+    .args(["-c", "model_providers.llmproxy.request_max_retries=0"])
+    .args(["-c", "model_providers.llmproxy.stream_max_retries=0"])
     .arg("Run the command that proves you work, then report its output.")
     .env("CODEX_HOME", &home)
     .env("HOME", &work)
