@@ -61,6 +61,12 @@ const HOSTED_RECORDS: &[&str] = &[
     "image_generation_call",
     "mcp_list_tools",
     "mcp_call",
+    // Tools the client runs itself, offered only to Responses backends; a
+    // conversation that moved here may still hold their calls.
+    "tool_search_call",
+    "tool_search_output",
+    "local_shell_call",
+    "local_shell_call_output",
 ];
 
 /// How one tool was renamed for the provider.
@@ -257,11 +263,13 @@ impl ToolNames {
             .remove("arguments")
             .and_then(|a| a.as_str().map(str::to_string))
             .unwrap_or_default();
+        // The model was asked for `{"input": "..."}`; anything else is
+        // passed on as it came.
         let input = match serde_json::from_str::<Value>(&arguments) {
             Ok(Value::Object(mut args)) => match args.remove("input") {
                 Some(Value::String(s)) => s,
                 Some(other) => other.to_string(),
-                None => String::new(),
+                None => arguments,
             },
             _ => arguments,
         };
@@ -371,7 +379,13 @@ impl Restorer {
         events
             .into_iter()
             .filter_map(|text| {
-                if !text.contains("function_call") {
+                // Argument deltas only matter for custom calls (dropped).
+                let interesting = if text.contains("function_call_arguments") {
+                    self.custom.iter().any(|id| text.contains(id.as_str()))
+                } else {
+                    text.contains("function_call")
+                };
+                if !interesting {
                     return Some(text);
                 }
                 let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
@@ -535,7 +549,8 @@ pub fn lower(
                 },
             }
         }
-        req.tools = Some(lowered);
+        // No tool left (hosted ones dropped): none is sent.
+        req.tools = (!lowered.is_empty() || !out.hosted.is_empty()).then_some(lowered);
     }
     lower_choice(req, &out, &dropped, provider)?;
     if let Some(crate::responses::Input::Items(items)) = &mut req.input {
@@ -593,8 +608,10 @@ fn lower_choice(
             "tool_choice".into(),
         )
     };
+    let no_tools = req.tools.is_none() && out.hosted.is_empty();
     let choice = match req.tool_choice.take() {
         None => return Ok(()),
+
         Some(ToolChoice::Other(v)) => match tool_type(&v) {
             "custom" => match v.get("name").and_then(Value::as_str) {
                 Some(name) => ToolChoice::function(names.flat_for(None, name)),
@@ -624,11 +641,25 @@ fn lower_choice(
                         _ => Some(t),
                     }
                 })
-                .collect();
-            ToolChoice::AllowedTools { kind, mode, tools }
+                .collect::<Vec<Value>>();
+            if tools.is_empty() {
+                // Only left-out tools were allowed.
+                ToolChoice::Mode("none".into())
+            } else {
+                ToolChoice::AllowedTools { kind, mode, tools }
+            }
         }
         Some(other) => other,
     };
+    if no_tools && !dropped.is_empty() {
+        // Every tool was left out: a choice among none is no choice (and
+        // upstreams refuse one without tools); requiring a call forces a
+        // tool that is not there.
+        return match choice {
+            ToolChoice::Mode(m) if m == "required" => Err(refuse(&dropped[0])),
+            _ => Ok(()),
+        };
+    }
     req.tool_choice = Some(choice);
     Ok(())
 }

@@ -57,6 +57,10 @@ pub struct Settings {
     /// See [`crate::tools`].
     #[serde(default)]
     pub hosted_tools: crate::tools::HostedTools,
+    /// Claude: offer Anthropic's web search server tool for a client's
+    /// `web_search` (Claude 4 and later). Default true.
+    #[serde(default)]
+    pub claude_web_search: Option<bool>,
 }
 
 /// `claude_max_tokens`.

@@ -8,7 +8,8 @@
 //! would serve it (first match wins), once; a glob is never listed. A
 //! backend whose upstream cannot be listed (a custom translator, an
 //! upstream without a model list, one that failed) contributes its literal
-//! names only; the failure is logged and retried after [`RETRY`].
+//! names only; the failure is logged and retried after [`RETRY`]. A list
+//! not there yet is waited for at most [`WAIT`].
 
 use crate::config::BackendConfig;
 use crate::proxy::{Backend, Proxy};
@@ -21,6 +22,9 @@ pub(crate) const TTL: Duration = Duration::from_secs(600);
 
 /// How long after a failed listing the upstream is asked again.
 pub(crate) const RETRY: Duration = Duration::from_secs(60);
+
+/// How long `GET /v1/models` waits for an upstream list it does not have.
+pub(crate) const WAIT: Duration = Duration::from_secs(3);
 
 /// Where a backend's globs are expanded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +48,7 @@ pub(crate) struct Catalog {
     globs: bool,
     source: Source,
     /// The upstream's last list and when it expires.
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    cached: std::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -74,14 +78,24 @@ impl Catalog {
             fixed,
             globs: cfg.models.iter().any(|m| is_glob(m)),
             source,
-            cached: tokio::sync::Mutex::new(None),
+            cached: std::sync::Mutex::new(None),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<String>>)>> {
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Backend {
-    /// The ids this backend may list (before routing decides).
-    async fn model_ids(&self) -> Vec<String> {
+    /// The ids this backend may list (before routing decides). An upstream
+    /// list that is missing or stale is fetched in a task of its own, one
+    /// at a time, and waited for at most [`WAIT`]: a slow or hanging
+    /// upstream delays `GET /v1/models` by that much at most, and a client
+    /// that gives up does not stop the fetch.
+    async fn model_ids(self: &Arc<Backend>) -> Vec<String> {
         let catalog = &self.catalog;
         let mut ids = catalog.fixed.clone();
         let vertex = match catalog.source {
@@ -90,24 +104,49 @@ impl Backend {
             Source::OpenAi => false,
             Source::Vertex => true,
         };
-        let mut cached = catalog.cached.lock().await;
-        let listed = match &*cached {
-            Some((until, list)) if Instant::now() < *until => list.clone(),
-            _ => {
-                let (ttl, list) = match self.upstream.list_models(vertex).await {
-                    Ok(list) => (TTL, list),
-                    Err(e) => {
-                        tracing::warn!(backend = %self.name, "cannot list the upstream's models, so GET /v1/models shows only the backend's literal names: {e}");
-                        (RETRY, Vec::new())
-                    }
-                };
-                let list = Arc::new(list);
-                *cached = Some((Instant::now() + ttl, list.clone()));
-                list
+        let (known, refresh) = {
+            let mut cached = catalog.lock();
+            match &*cached {
+                Some((until, list)) if Instant::now() < *until => (list.clone(), None),
+                old => {
+                    let list = old.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
+                    // Until this fetch ends, nobody starts another.
+                    *cached = Some((Instant::now() + RETRY, list.clone()));
+                    let backend = self.clone();
+                    let task = tokio::spawn(async move { backend.refresh(vertex).await });
+                    (list, Some(task))
+                }
             }
+        };
+        let listed = match refresh {
+            Some(task) => match tokio::time::timeout(WAIT, task).await {
+                Ok(Ok(list)) => list,
+                _ => known,
+            },
+            None => known,
         };
         ids.extend(listed.iter().cloned());
         ids
+    }
+
+    /// Asks the upstream for its list and caches it ([`TTL`]); on failure
+    /// logs it and keeps what was known (asked again after [`RETRY`]).
+    async fn refresh(&self, vertex: bool) -> Arc<Vec<String>> {
+        match self.upstream.list_models(vertex).await {
+            Ok(list) => {
+                let list = Arc::new(list);
+                *self.catalog.lock() = Some((Instant::now() + TTL, list.clone()));
+                list
+            }
+            Err(e) => {
+                tracing::warn!(backend = %self.name, "cannot list the upstream's models, so GET /v1/models shows only the backend's literal names: {e}");
+                self.catalog
+                    .lock()
+                    .as_ref()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default()
+            }
+        }
     }
 }
 

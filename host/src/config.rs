@@ -1010,6 +1010,19 @@ impl BackendConfig {
         })
     }
 
+    /// Whether the backend's translator makes its own unguessable item ids
+    /// (the bundled converting ones), rather than passing on an upstream's
+    /// or a custom translator's, which may repeat: only those items can be
+    /// found again by id (`item_reference`).
+    pub(crate) fn mints_item_ids(&self) -> bool {
+        let api = self.settings.get("api").and_then(toml::Value::as_str);
+        self.translator.is_none()
+            && match (self.kind.as_str(), api) {
+                ("openai", Some("responses")) => false,
+                (kind, _) => kind == "openai" || vertex_kind(kind),
+            }
+    }
+
     /// The backend's settings as a JSON object string.
     pub(crate) fn settings_json(&self) -> String {
         serde_json::to_string(&self.settings).unwrap_or_else(|_| "{}".into())

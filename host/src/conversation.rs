@@ -42,6 +42,10 @@ pub(crate) struct Record {
     /// The response object, as the client got it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Map<String, Value>>,
+    /// Make its output items findable by id (`item_reference`): only for
+    /// backends whose item ids are the proxy's own, unguessable ones.
+    #[serde(skip)]
+    pub index_items: bool,
 }
 
 /// The `previous_response_id` of a stored record.
@@ -134,6 +138,7 @@ impl Proxy {
                 let record = Record {
                     backend: backend.name.clone(),
                     input: head.take_input(),
+                    index_items: backend.mints_item_ids,
                     ..Record::default()
                 };
                 return Ok(Plan {
@@ -228,6 +233,7 @@ impl Proxy {
                 upstream: false,
                 input: own,
                 response: None,
+                index_items: backend.mints_item_ids,
             }),
         })
     }
@@ -236,9 +242,12 @@ impl Proxy {
     /// response, not the answer: it is logged, and the response says
     /// `store: false`.
     pub(crate) async fn keep(&self, record: &Record, response: &mut Map<String, Value>) {
+        // An upstream's id that looks like an item key is not kept (it would
+        // take over a reference).
         let Some(id) = response
             .get("id")
             .and_then(Value::as_str)
+            .filter(|id| !is_item_key(id))
             .map(str::to_string)
         else {
             return;
@@ -255,6 +264,7 @@ impl Proxy {
         let items = record
             .response
             .as_ref()
+            .filter(|_| record.index_items)
             .and_then(|r| r.get("output"))
             .and_then(Value::as_array);
         for item_id in items
@@ -320,7 +330,11 @@ impl Proxy {
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| unknown(""))?;
             if !records.iter().any(|(r, _)| *r == owner) {
-                let record = self.stored(&owner).await.map_err(|_| unknown(""))?;
+                let record = match self.stored(&owner).await {
+                    Ok(record) => record,
+                    Err(e @ Error::StoreUnavailable(_)) => return Err(e),
+                    Err(_) => return Err(unknown("")),
+                };
                 records.push((owner.clone(), record));
             }
             let found = records

@@ -105,6 +105,8 @@ pub(crate) struct Backend {
     model_map: BTreeMap<String, String>,
     /// What `GET /v1/models` lists for the globs.
     pub catalog: crate::catalog::Catalog,
+    /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
+    pub mints_item_ids: bool,
 }
 
 /// `gcp-vertex` sends `claude-*` models to the Claude translator and the
@@ -310,6 +312,7 @@ impl Proxy {
                 settings,
                 model_map: cfg.model_map.clone(),
                 catalog: crate::catalog::Catalog::new(cfg),
+                mints_item_ids: cfg.mints_item_ids(),
             }));
         }
         let media = MediaFetcher::new(

@@ -451,6 +451,12 @@ impl Upstream {
     pub(crate) async fn list_models(&self, vertex: bool) -> Result<Vec<String>, Error> {
         let deadline = Instant::now() + LIST_TIMEOUT.min(self.timeouts.total);
         let mut ids = Vec::new();
+        if !vertex && matches!(self.fence, Fence::Vertex { .. }) {
+            // Google credentials go to Vertex AI's own lists only.
+            return Err(Error::Internal(
+                "a backend with Google credentials lists models only as gcp-vertex".into(),
+            ));
+        }
         if !vertex {
             let body = self
                 .get_json(&format!("{}/models", self.base), deadline)
@@ -467,12 +473,14 @@ impl Upstream {
             }
             return Ok(ids);
         }
-        let origin = self.base_url.origin().ascii_serialization();
         for publisher in ["google", "anthropic"] {
             let mut token = String::new();
             for _ in 0..MAX_LIST_PAGES {
-                let mut url =
-                    format!("{origin}/v1beta1/publishers/{publisher}/models?pageSize=100");
+                // Under the base URL, prefix kept, like every request.
+                let mut url = format!(
+                    "{}/v1beta1/publishers/{publisher}/models?pageSize=100",
+                    self.base
+                );
                 if !token.is_empty() {
                     url.push_str("&pageToken=");
                     url.push_str(&token);
@@ -531,7 +539,11 @@ impl Upstream {
                 detail: format!(
                     "listing models got HTTP {}: {}",
                     status.as_u16(),
-                    crate::redact::redact(&String::from_utf8_lossy(&body[..body.len().min(200)]))
+                    // Scrubbed whole, then cut: no secret is half-shown.
+                    crate::redact::redact(&String::from_utf8_lossy(&body))
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
                 ),
             });
         }

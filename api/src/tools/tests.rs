@@ -291,3 +291,49 @@ fn requests_without_special_tools_are_untouched() {
     lower(&mut req, "Gemini", HostedTools::Drop, |_| false).unwrap();
     assert_eq!(req.input, Some(crate::responses::Input::Text("hi".into())));
 }
+
+#[test]
+fn a_request_whose_tools_were_all_left_out_sends_no_tools_and_no_choice() {
+    let only_hosted = |choice: Value| {
+        let mut req: CreateResponse = serde_json::from_value(json!({
+            "model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": choice
+        }))
+        .unwrap();
+        lower(&mut req, "Chat", HostedTools::Drop, |_| false).map(|_| req)
+    };
+    let req = only_hosted(json!("auto")).unwrap();
+    assert_eq!((req.tools, req.tool_choice), (None, None));
+    let req = only_hosted(
+        json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "web_search"}]}),
+    )
+    .unwrap();
+    assert_eq!((req.tools, req.tool_choice), (None, None));
+    let e = only_hosted(json!("required")).unwrap_err();
+    assert!(e.message.contains("web_search"), "{e:?}");
+    // Client-run tools' records from another backend are left out too.
+    let mut req: CreateResponse = serde_json::from_value(json!({"model": "m", "input": [
+        {"type": "tool_search_call", "call_id": "t1", "arguments": {}},
+        {"type": "tool_search_output", "call_id": "t1", "tools": []},
+        {"role": "user", "content": "x"}]}))
+    .unwrap();
+    lower(&mut req, "Chat", HostedTools::Drop, |_| false).unwrap();
+    assert_eq!(
+        serde_json::to_value(&req.input)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn custom_call_arguments_without_input_come_back_as_they_came() {
+    let mut req = codex_request();
+    let names = lower(&mut req, "Gemini", HostedTools::Drop, |_| false)
+        .unwrap()
+        .names;
+    let mut call = json!({"type": "function_call", "call_id": "c", "name": "apply_patch", "arguments": "{\"patch\":\"P\"}"});
+    assert!(names.restore_item(&mut call));
+    assert_eq!(call["input"], "{\"patch\":\"P\"}");
+}

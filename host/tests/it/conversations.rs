@@ -496,13 +496,14 @@ async fn two_proxies_sharing_redis_continue_each_others_conversations() {
         )
         .await;
     assert_eq!((status, got), (200, r3));
-    // Three responses kept; Chat requests never are.
-    assert_eq!(redis.keys(), 3);
+    // Three responses kept, each with the key that finds its one output
+    // item by id; Chat requests never are.
+    assert_eq!(redis.keys(), 3 * 2);
     let chat =
         json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "store": true});
     let (status, _, _) = a.post("/v1/chat/completions", &chat).await;
     assert_eq!(status, 200);
-    assert_eq!(redis.keys(), 3);
+    assert_eq!(redis.keys(), 3 * 2);
 }
 
 /// Redis going away costs conversations, not service: chained requests get
@@ -922,7 +923,8 @@ async fn redis_over_tls() {
     )
     .await;
     assert_eq!(chat_turns(&up.last().body).len(), 3);
-    assert_eq!(redis.keys(), 2);
+    // Two responses, and their output items' keys.
+    assert_eq!(redis.keys(), 2 * 2);
 
     // The system's roots do not know this CA.
     let untrusted = format!(
@@ -944,7 +946,7 @@ async fn redis_over_tls() {
         message.contains("over TLS) is unavailable: invalid peer certificate"),
         "{message}"
     );
-    assert_eq!(redis.keys(), 2);
+    assert_eq!(redis.keys(), 2 * 2);
 }
 
 /// `item_reference` input items (what the AI SDK sends for items of stored

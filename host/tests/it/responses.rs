@@ -427,6 +427,8 @@ async fn upstream_credentials_come_from_config_not_the_client() {
 #[tokio::test]
 async fn healthz_and_models_lists_real_ids_never_globs() {
     let up = FakeUpstream::start().await;
+    let hangs = FakeUpstream::start().await;
+    hangs.script([Reply::Hang]);
     let vertex = crate::fake_vertex::FakeVertex::start().await;
     // Vertex serves the Gemini and Claude globs; its config block comes last.
     let vertex_block = vertex
@@ -462,8 +464,15 @@ base_url = "http://127.0.0.1:9/v1"
 auth = "none"
 models = ["mistral-*", "mistral-small"]
 
+[[backends]]
+name = "hangs"
+kind = "openai"
+base_url = "{2}"
+auth = "none"
+models = ["slow-*", "slow-1"]
+
 {1}"#,
-        up.base_url, vertex_block
+        up.base_url, vertex_block, hangs.base_url
     );
     let proxy = TestProxy::start(&config).await;
     let r = proxy
@@ -503,7 +512,14 @@ models = ["mistral-*", "mistral-small"]
             })
             .collect::<Vec<_>>()
     };
+    let started = std::time::Instant::now();
     let ids = list().await;
+    // An upstream that never answers delays the list a few seconds, no more.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     let ids: Vec<(&str, &str)> = ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(
         ids,
@@ -518,8 +534,9 @@ models = ["mistral-*", "mistral-small"]
             // The configured list, without what another backend serves.
             ("o4-mini", "listed"),
             ("o3", "listed"),
-            // An upstream that cannot be listed: its literal names only.
+            // Upstreams that cannot be listed: their literal names only.
             ("mistral-small", "down"),
+            ("slow-1", "hangs"),
             // Vertex AI's publisher lists (two pages of Google's).
             ("gemini-2.5-pro", "vertex"),
             ("gemini-2.5-flash", "vertex"),

@@ -171,6 +171,22 @@ fn namespace_and_custom_calls_come_back_as_offered() {
         completed["response"]["output"][1]["type"],
         "custom_tool_call"
     );
+    // Not streamed: the same.
+    let answer = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "multi_agent_v1__wait_agent", "arguments": "{}"}},
+                           {"id": "c2", "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"P\"}"}}]}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
+    let up = UpstreamResponse {
+        status: 200,
+        headers: vec![],
+        body: answer.to_string().into_bytes(),
+    };
+    let out = OpenAi::response(&ctx(false, "{}", None), &req.state, up).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["output"][0]["namespace"], "multi_agent_v1");
+    assert_eq!(out["output"][1]["type"], "custom_tool_call");
+    assert_eq!(out["output"][1]["input"], "P");
 }
 
 #[test]

@@ -78,10 +78,14 @@ impl Translator for VertexClaude {
         let extras = llmproxy_sdk::extras(ctx)?;
         // Claude's web search server tool stands in for web search, unless
         // a tool of the client's already has its name.
-        let search =
-            request::has_web_search(&ctx.upstream_model) && !named(&req, request::WEB_SEARCH);
+        let search = settings.claude_web_search != Some(false)
+            && request::has_web_search(&ctx.upstream_model)
+            && !named(&req, request::WEB_SEARCH);
         let lowered = tools::lower(&mut req, "Claude on Vertex", settings.hosted_tools, |t| {
-            search && tools::is_web_search(t)
+            // Codex's cached-only search has no live equivalent.
+            search
+                && tools::is_web_search(t)
+                && t.get("external_web_access") != Some(&Value::Bool(false))
         })?;
         let target = request::Target {
             model: &ctx.upstream_model,

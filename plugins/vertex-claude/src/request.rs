@@ -65,10 +65,28 @@ pub fn has_web_search(model: &str) -> bool {
 ///
 /// [`lower`]: llmproxy_sdk::api::tools::lower
 pub fn add_hosted(body: &mut Value, hosted: &[Value]) {
-    if !hosted.is_empty() {
-        let search = json!({"type": "web_search_20250305", "name": WEB_SEARCH});
-        llmproxy_sdk::api::tools::insert_tool(body, search, Some(0));
+    let Some(offer) = hosted.first() else {
+        return;
+    };
+    let mut search = json!({"type": "web_search_20250305", "name": WEB_SEARCH});
+    // The client's restrictions carry over.
+    if let Some(domains) = offer
+        .pointer("/filters/allowed_domains")
+        .filter(|d| d.is_array())
+    {
+        search["allowed_domains"] = domains.clone();
     }
+    if let Some(Value::Object(at)) = offer.get("user_location") {
+        let mut location = Map::new();
+        location.insert("type".into(), json!("approximate"));
+        for key in ["city", "region", "country", "timezone"] {
+            if let Some(v) = at.get(key).filter(|v| v.is_string()) {
+                location.insert(key.into(), v.clone());
+            }
+        }
+        search["user_location"] = Value::Object(location);
+    }
+    llmproxy_sdk::api::tools::insert_tool(body, search, Some(0));
 }
 
 /// The name of Claude's web search tool.

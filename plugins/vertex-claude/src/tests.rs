@@ -320,6 +320,38 @@ fn web_search_becomes_the_server_tool_and_namespaced_calls_come_back() {
         (Some("multi_agent_v1"), Some("spawn_agent"))
     );
     assert!(items.iter().any(|i| i["type"] == "message"));
+    // Restrictions carry over; cached-only search and claude_web_search =
+    // false leave it out.
+    let restricted = json!({"model": "claude", "input": "x", "tools": [{"type": "web_search",
+        "filters": {"allowed_domains": ["docs.rs"]}, "user_location": {"type": "approximate", "country": "DE", "x": 1}}]});
+    let sent: Value = serde_json::from_slice(
+        &VertexClaude::request(&ctx(false), restricted.to_string().as_bytes())
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(sent["tools"][0]["allowed_domains"], json!(["docs.rs"]));
+    assert_eq!(
+        sent["tools"][0]["user_location"],
+        json!({"type": "approximate", "country": "DE"})
+    );
+    let cached = json!({"model": "claude", "input": "x", "tools": [{"type": "web_search", "external_web_access": false}]});
+    let sent: Value = serde_json::from_slice(
+        &VertexClaude::request(&ctx(false), cached.to_string().as_bytes())
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
+    let mut off = ctx(false);
+    off.settings = r#"{"project":"proj","location":"us-east5","claude_web_search":false}"#.into();
+    let sent: Value = serde_json::from_slice(
+        &VertexClaude::request(&off, restricted.to_string().as_bytes())
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
     // hosted_tools = "reject" refuses instead.
     let mut strict = ctx(false);
     strict.upstream_model = "claude-3-5-haiku@20241022".into();
