@@ -3,7 +3,7 @@
 
 use crate::access::AccessLog;
 use crate::error::Error;
-use crate::proxy::{Outcome, Proxy};
+use crate::proxy::{ClientApi, Outcome, Proxy};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -36,7 +36,7 @@ impl Proxy {
         request.stream = Some(false);
         let mut log = AccessLog::start("responses", None);
         match self
-            .execute(to_bytes(&request)?, "{}", &mut log)
+            .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
             .inspect_err(|e| log.failed(e))?
         {
@@ -66,7 +66,7 @@ impl Proxy {
         request.stream = Some(true);
         let mut log = AccessLog::start("responses", None);
         let events = match self
-            .execute(to_bytes(&request)?, "{}", &mut log)
+            .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
             .inspect_err(|e| log.failed(e))?
         {
@@ -204,7 +204,8 @@ impl Proxy {
         extras.push_str("{\"chat\":");
         extras.push_str(std::str::from_utf8(raw).unwrap_or("{}"));
         extras.push('}');
-        self.execute(canonical, &extras, log).await
+        self.execute(canonical, ClientApi::Chat { extras: &extras }, log)
+            .await
     }
 }
 

@@ -10,9 +10,12 @@ use std::time::Instant;
 
 /// An OpenAI-format LLM proxy with sandboxed WebAssembly translators.
 ///
-/// Serves POST /v1/responses, GET /v1/models and GET /healthz. Run it with a
-/// config file (--config) for several backends routed by model glob, or with
-/// --backend KIND for a single backend serving every model.
+/// Serves the Responses API (POST /v1/responses, and GET/DELETE of stored
+/// responses), Chat Completions (POST /v1/chat/completions), GET /v1/models
+/// and GET /healthz. Run it with a config file (--config) for several
+/// backends routed by model glob, or with --backend KIND for a single
+/// backend serving every model. The config and backend flags may also
+/// follow `translate`.
 ///
 /// Clients must send `Authorization: Bearer <key>` when LLMPROXY_API_KEY is
 /// set. Logging follows RUST_LOG (default: info).
@@ -20,7 +23,13 @@ use std::time::Instant;
 #[command(version, max_term_width = 100)]
 struct Cli {
     /// TOML config file (see llmproxy.example.toml).
-    #[arg(short, long, env = "LLMPROXY_CONFIG", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        env = "LLMPROXY_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
     config: Option<PathBuf>,
 
     /// Address to listen on [default: the config's server.listen, else 0.0.0.0:8080].
@@ -31,6 +40,7 @@ struct Cli {
     #[arg(
         long,
         env = "LLMPROXY_BACKEND",
+        global = true,
         value_name = "KIND",
         conflicts_with = "config"
     )]
@@ -40,6 +50,7 @@ struct Cli {
     #[arg(
         long,
         env = "LLMPROXY_BASE_URL",
+        global = true,
         value_name = "URL",
         requires = "backend"
     )]
@@ -49,6 +60,7 @@ struct Cli {
     #[arg(
         long,
         env = "LLMPROXY_MODELS",
+        global = true,
         value_name = "GLOBS",
         default_value = "*",
         value_delimiter = ','
@@ -60,6 +72,7 @@ struct Cli {
     #[arg(
         long,
         env = "LLMPROXY_UPSTREAM_KEY_ENV",
+        global = true,
         value_name = "VAR",
         requires = "backend"
     )]
@@ -67,20 +80,35 @@ struct Cli {
 
     /// Single-backend mode: send no upstream credentials (for servers that
     /// need no key; the openai kind otherwise reads OPENAI_API_KEY).
-    #[arg(long, requires = "backend", conflicts_with = "api_key_env")]
+    #[arg(
+        long,
+        requires = "backend",
+        conflicts_with = "api_key_env",
+        global = true
+    )]
     no_api_key: bool,
 
     /// Single-backend mode, gcp-vertex: the Google Cloud project.
-    #[arg(long, env = "GOOGLE_CLOUD_PROJECT", value_name = "PROJECT")]
+    #[arg(
+        long,
+        env = "GOOGLE_CLOUD_PROJECT",
+        value_name = "PROJECT",
+        global = true
+    )]
     project: Option<String>,
 
     /// Single-backend mode, gcp-vertex: the Vertex AI location (e.g. us-east5, global).
-    #[arg(long, env = "VERTEX_LOCATION", value_name = "LOCATION")]
+    #[arg(long, env = "VERTEX_LOCATION", value_name = "LOCATION", global = true)]
     location: Option<String>,
 
     /// Single-backend mode: a translator setting, KEY=VALUE (VALUE is read as
     /// TOML when it parses, else as a string). Repeatable.
-    #[arg(long = "setting", value_name = "KEY=VALUE", requires = "backend")]
+    #[arg(
+        long = "setting",
+        value_name = "KEY=VALUE",
+        requires = "backend",
+        global = true
+    )]
     settings: Vec<String>,
 
     /// Check the configuration (including translator settings and
@@ -116,7 +144,7 @@ enum Command {
     /// the proxy would send for REQUEST (credentials shown as [redacted]),
     /// and with --response what a recorded upstream answer becomes, in
     /// canonical (Responses) and in the client's format. Uses the config or
-    /// backend flags given before `translate`; sends nothing anywhere.
+    /// backend flags (before or after `translate`); sends nothing anywhere.
     Translate {
         /// The client's request: a JSON file (Chat Completions with
         /// `messages`, or Responses with `input`); `-` reads stdin.

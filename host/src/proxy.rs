@@ -90,6 +90,31 @@ pub(crate) struct Inner {
 /// Where a dry run collects the canonical output.
 pub(crate) type Tap = Arc<std::sync::Mutex<Vec<Value>>>;
 
+/// The API a client spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientApi<'a> {
+    /// The Responses API: the canonical format itself.
+    Responses,
+    /// Chat Completions. `extras` is the translator's `context.extras`:
+    /// `{"chat": <the client's request>}`, for what the canonical request
+    /// cannot carry.
+    Chat { extras: &'a str },
+}
+
+impl<'a> ClientApi<'a> {
+    fn is_chat(self) -> bool {
+        matches!(self, ClientApi::Chat { .. })
+    }
+
+    /// The translator's `context.extras` (`{}` for Responses clients).
+    fn extras(self) -> &'a str {
+        match self {
+            ClientApi::Responses => "{}",
+            ClientApi::Chat { extras } => extras,
+        }
+    }
+}
+
 /// One configured backend.
 #[derive(Debug)]
 pub(crate) struct Backend {
@@ -351,20 +376,19 @@ impl Proxy {
     }
 
     /// Runs one canonical Responses request (JSON bytes) to completion or to
-    /// the start of its stream. `extras` carries a Chat client's original
-    /// request (`{}` for Responses clients).
+    /// the start of its stream, for a client that spoke `client`.
     ///
     /// `log` learns what happened; a stream takes it along and writes it
     /// when the stream ends.
     pub(crate) async fn execute(
         &self,
         body: Bytes,
-        extras: &str,
+        client: ClientApi<'_>,
         log: &mut AccessLog,
     ) -> Result<Outcome, Error> {
         log.watch(self.cutoff.clone());
         let result = tokio::select! {
-            result = self.run(body, extras, log) => result,
+            result = self.run(body, client, log) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
         };
         let outcome = match result {
@@ -423,13 +447,21 @@ impl Proxy {
         })
     }
 
-    async fn run(&self, body: Bytes, extras: &str, log: &mut AccessLog) -> Result<Outcome, Error> {
+    async fn run(
+        &self,
+        body: Bytes,
+        client: ClientApi<'_>,
+        log: &mut AccessLog,
+    ) -> Result<Outcome, Error> {
+        let extras = client.extras();
         let mut head = RequestHead::parse(&body)?;
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.streaming();
         let backend = self.route(&model)?;
         log.routed(&model, &backend.name, streaming);
-        let plan = self.plan(body, &mut head, &backend, extras == "{}").await?;
+        let plan = self
+            .plan(body, &mut head, &backend, !client.is_chat())
+            .await?;
         let body = plan.body;
         let upstream_model = backend.upstream_model(&model);
         backend.upstream.check_model(&upstream_model)?;
@@ -443,7 +475,7 @@ impl Proxy {
         )?;
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
         // Chat clients cannot carry thought signatures; the proxy keeps them.
-        let learn = (extras != "{}").then(|| self.clone());
+        let learn = client.is_chat().then(|| self.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
         let mut instance = translator.instantiate().await?;
         // Downloaded files count against media.max_inflight_mib until the

@@ -6,7 +6,7 @@ use crate::access::AccessLog;
 use crate::config::StateKeeper;
 use crate::conversation::{ListQuery, Record, page, response_not_found};
 use crate::error::Error;
-use crate::proxy::{Backend, Outcome, Proxy};
+use crate::proxy::{Backend, ClientApi, Outcome, Proxy};
 use crate::translator::UpstreamRequest;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -27,16 +27,18 @@ pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Resp
 
 async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {
     let body = super::read_body(proxy, request).await?;
-    Ok(match proxy.execute(body, "{}", log).await? {
-        Outcome::Complete {
-            response,
-            upstream_id,
-        } => super::with_upstream_id(axum::Json(response).into_response(), upstream_id),
-        Outcome::Stream {
-            events,
-            upstream_id,
-        } => super::with_upstream_id(sse(events), upstream_id),
-    })
+    Ok(
+        match proxy.execute(body, ClientApi::Responses, log).await? {
+            Outcome::Complete {
+                response,
+                upstream_id,
+            } => super::with_upstream_id(axum::Json(response).into_response(), upstream_id),
+            Outcome::Stream {
+                events,
+                upstream_id,
+            } => super::with_upstream_id(sse(events), upstream_id),
+        },
+    )
 }
 
 fn is_terminal(kind: &str) -> bool {

@@ -607,6 +607,36 @@ fn translate_shows_the_upstream_request_and_the_mapped_answer_offline() {
         &[],
     );
     assert!(!ok && err.contains("cannot read /nonexistent.sse"), "{err}");
+
+    // Backend flags work after the subcommand as well as before it.
+    for args in [
+        vec![
+            "--backend",
+            "openresponses",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "translate",
+            &responses,
+        ],
+        vec![
+            "translate",
+            &responses,
+            "--backend",
+            "openresponses",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    ] {
+        let (ok, out, err) = run(&args, &[]);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            out.starts_with("=== upstream request\nPOST http://127.0.0.1:9/v1/responses\n"),
+            "{out}"
+        );
+    }
+    // The help names every API served.
+    let (ok, out, _) = run(&["--help"], &[]);
+    assert!(ok && out.contains("POST /v1/chat/completions"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
