@@ -26,7 +26,7 @@ pub(crate) struct AccessLog {
     error: Option<String>,
     /// The server's shutdown deadline, to tell a request it ended from one
     /// whose client went away.
-    cutoff: Option<crate::proxy::Cutoff>,
+    cutoff: Option<Cutoff>,
     /// Nothing to log: this record was moved into a stream.
     moved: bool,
 }
@@ -70,7 +70,7 @@ impl AccessLog {
     }
 
     /// Lets the record tell a request the shutdown deadline ended.
-    pub(crate) fn watch(&mut self, cutoff: crate::proxy::Cutoff) {
+    pub(crate) fn watch(&mut self, cutoff: Cutoff) {
         self.cutoff = Some(cutoff);
     }
 
@@ -194,6 +194,28 @@ impl Drop for AccessLog {
             error = self.error.as_deref(),
             "request"
         );
+    }
+}
+
+/// Ends in-flight requests early: the server's shutdown deadline.
+#[derive(Clone, Debug)]
+pub(crate) struct Cutoff(pub(crate) Option<tokio::sync::watch::Receiver<bool>>);
+
+impl Cutoff {
+    /// Whether the cutoff has been given.
+    pub(crate) fn is_reached(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
+    /// Completes once the cutoff is given; never, without a server.
+    pub(crate) async fn reached(&self) {
+        if let Some(rx) = &self.0 {
+            let mut rx = rx.clone();
+            if rx.wait_for(|cut| *cut).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
     }
 }
 

@@ -12,7 +12,7 @@
 //! not there yet is waited for at most [`WAIT`].
 
 use crate::config::BackendConfig;
-use crate::proxy::{Backend, Proxy};
+use crate::upstream::Upstream;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ pub(crate) struct Catalog {
     globs: bool,
     source: Source,
     /// The upstream's last list and when it expires.
-    cached: std::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    cached: Cache,
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -78,42 +78,39 @@ impl Catalog {
             fixed,
             globs: cfg.models.iter().any(|m| is_glob(m)),
             source,
-            cached: std::sync::Mutex::new(None),
+            cached: Cache::default(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<String>>)>> {
-        self.cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-impl Backend {
-    /// The ids this backend may list (before routing decides). An upstream
-    /// list that is missing or stale is fetched in a task of its own, one
-    /// at a time, and waited for at most [`WAIT`]: a slow or hanging
-    /// upstream delays `GET /v1/models` by that much at most, and a client
-    /// that gives up does not stop the fetch.
-    async fn model_ids(self: &Arc<Backend>) -> Vec<String> {
-        let catalog = &self.catalog;
-        let mut ids = catalog.fixed.clone();
-        let vertex = match catalog.source {
-            _ if !catalog.globs => return ids,
+impl Catalog {
+    /// The ids this backend (`name`, at `upstream`) may list, before
+    /// routing decides. An upstream list that is missing or stale is
+    /// fetched in a task of its own, one at a time, and waited for at most
+    /// [`WAIT`]: a slow or hanging upstream delays `GET /v1/models` by that
+    /// much at most, and a client that gives up does not stop the fetch.
+    pub(crate) async fn ids(&self, name: &str, upstream: &Arc<Upstream>) -> Vec<String> {
+        let mut ids = self.fixed.clone();
+        let vertex = match self.source {
+            _ if !self.globs => return ids,
             Source::Config | Source::None => return ids,
             Source::OpenAi => false,
             Source::Vertex => true,
         };
         let (known, refresh) = {
-            let mut cached = catalog.lock();
+            let mut cached = lock(&self.cached);
             match &*cached {
                 Some((until, list)) if Instant::now() < *until => (list.clone(), None),
                 old => {
                     let list = old.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
                     // Until this fetch ends, nobody starts another.
                     *cached = Some((Instant::now() + RETRY, list.clone()));
-                    let backend = self.clone();
-                    let task = tokio::spawn(async move { backend.refresh(vertex).await });
+                    let (cache, upstream, name) =
+                        (self.cached.clone(), upstream.clone(), name.to_string());
+                    let task =
+                        tokio::spawn(
+                            async move { refresh(&cache, &upstream, &name, vertex).await },
+                        );
                     (list, Some(task))
                 }
             }
@@ -128,44 +125,31 @@ impl Backend {
         ids.extend(listed.iter().cloned());
         ids
     }
-
-    /// Asks the upstream for its list and caches it ([`TTL`]); on failure
-    /// logs it and keeps what was known (asked again after [`RETRY`]).
-    async fn refresh(&self, vertex: bool) -> Arc<Vec<String>> {
-        match self.upstream.list_models(vertex).await {
-            Ok(list) => {
-                let list = Arc::new(list);
-                *self.catalog.lock() = Some((Instant::now() + TTL, list.clone()));
-                list
-            }
-            Err(e) => {
-                tracing::warn!(backend = %self.name, "cannot list the upstream's models, so GET /v1/models shows only the backend's literal names: {e}");
-                self.catalog
-                    .lock()
-                    .as_ref()
-                    .map(|(_, l)| l.clone())
-                    .unwrap_or_default()
-            }
-        }
-    }
 }
 
-impl Proxy {
-    /// The model ids clients can use, each with the name of the backend
-    /// that serves it, in routing order (what `GET /v1/models` lists).
-    pub async fn model_ids(&self) -> Vec<(String, String)> {
-        let backends = &self.inner.backends;
-        let lists = futures_util::future::join_all(backends.iter().map(|b| b.model_ids())).await;
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (i, ids) in lists.into_iter().enumerate() {
-            for id in ids {
-                let serves = self.inner.routes.route(&id) == Some(i);
-                if serves && llmproxy_api::model::check(&id).is_ok() && seen.insert(id.clone()) {
-                    out.push((id, backends[i].name.clone()));
-                }
-            }
+type Cache = Arc<std::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>>;
+
+fn lock(cache: &Cache) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<String>>)>> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Asks the upstream for its list and caches it ([`TTL`]); on failure logs
+/// it and keeps what was known (asked again after [`RETRY`]).
+async fn refresh(cache: &Cache, upstream: &Upstream, name: &str, vertex: bool) -> Arc<Vec<String>> {
+    match upstream.list_models(vertex).await {
+        Ok(list) => {
+            let list = Arc::new(list);
+            *lock(cache) = Some((Instant::now() + TTL, list.clone()));
+            list
         }
-        out
+        Err(e) => {
+            tracing::warn!(backend = %name, "cannot list the upstream's models, so GET /v1/models shows only the backend's literal names: {e}");
+            lock(cache)
+                .as_ref()
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default()
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! Translator-specific `settings` are checked by the translator itself when
 //! the proxy starts (see [`crate::Proxy::new`]).
 
+use crate::credentials::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -457,38 +458,6 @@ pub struct BackendLimits {
     pub call_timeout_ms: Option<u64>,
 }
 
-/// A secret string (API key, token). Its `Debug` output is redacted, and
-/// while it lives it is removed from every message that leaves the process
-/// (see [`crate::redact`]).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(std::sync::Arc<str>);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        let secret: std::sync::Arc<str> = value.into().into();
-        crate::redact::register(&secret);
-        Secret(secret)
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret::new)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// How the host authenticates to a backend.
 #[derive(Debug, Clone)]
 pub(crate) enum Auth {
@@ -697,7 +666,7 @@ impl Config {
                 (true, None) => {
                     return Err(ConfigError::new(format!(
                         "{at}: set `kind` to a bundled translator ({}) or `translator = {{ path = \"...wasm\" }}` to a component of your own",
-                        crate::proxy::kinds().join(", ")
+                        crate::kinds::kinds().join(", ")
                     )));
                 }
                 (false, Some(_)) => {
@@ -747,7 +716,7 @@ impl Config {
                 let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                     ConfigError::new(format!("{at}: headers.{name} is not a valid header name"))
                 })?;
-                if crate::upstream::is_credential_header(&parsed) {
+                if crate::credentials::is_credential_header(&parsed) {
                     return Err(ConfigError::new(format!(
                         "{at}: headers.{name} carries credentials; use `auth` so the secret \
                          comes from an environment variable or file"

@@ -134,6 +134,7 @@ mod credentials;
 mod dry_run;
 mod error;
 mod ids;
+mod kinds;
 mod media;
 mod proxy;
 pub mod redact;
@@ -147,9 +148,10 @@ mod upstream;
 
 pub use calls::{ChatCompletionStream, ResponseStream};
 pub use config::{
-    BackendConfig, Config, ConfigError, MediaConfig, ResponsesConfig, Secret, ServerConfig,
-    StateKeeper, StoreKind, TranslatorLimits,
+    BackendConfig, Config, ConfigError, MediaConfig, ResponsesConfig, ServerConfig, StateKeeper,
+    StoreKind, TranslatorLimits,
 };
+pub use credentials::Secret;
 #[cfg(feature = "server")]
 pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
@@ -186,6 +188,28 @@ impl Proxy {
     /// The kinds of the translators built into this binary.
     pub fn bundled_kinds() -> Vec<&'static str> {
         translator::bundled_kinds().collect()
+    }
+
+    /// The model ids clients can use, each with the name of the backend
+    /// that serves it, in routing order (what `GET /v1/models` lists): see
+    /// the README, "Models".
+    pub async fn model_ids(&self) -> Vec<(String, String)> {
+        let backends = &self.inner.backends;
+        let lists = futures_util::future::join_all(
+            backends.iter().map(|b| b.catalog.ids(&b.name, &b.upstream)),
+        )
+        .await;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (i, ids) in lists.into_iter().enumerate() {
+            for id in ids {
+                let serves = self.inner.routes.route(&id) == Some(i);
+                if serves && llmproxy_api::model::check(&id).is_ok() && seen.insert(id.clone()) {
+                    out.push((id, backends[i].name.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The model names and globs this proxy is configured to serve, in

@@ -1,12 +1,10 @@
 //! The proxy: backends, routing, and one request's way through a translator
 //! and an upstream, producing canonical Responses output.
 
-use crate::access::AccessLog;
+use crate::access::{AccessLog, Cutoff};
 use crate::canonical::{self, RequestHead, ResponseMeta, StreamGuard};
-use crate::config::{
-    Auth, BackendConfig, Config, ConfigError, ResponsesConfig, Secret, StateKeeper,
-};
-use crate::credentials::{Credentials, gcp};
+use crate::config::{Auth, BackendConfig, Config, ConfigError, ResponsesConfig, StateKeeper};
+use crate::credentials::{Credentials, Secret, gcp};
 use crate::error::Error;
 use crate::media::MediaFetcher;
 use crate::routing::Routes;
@@ -31,28 +29,6 @@ pub struct Proxy {
     pub(crate) inner: Arc<Inner>,
     /// Set by a server at its shutdown deadline.
     pub(crate) cutoff: Cutoff,
-}
-
-/// Ends in-flight requests early: the server's shutdown deadline.
-#[derive(Clone, Debug)]
-pub(crate) struct Cutoff(Option<tokio::sync::watch::Receiver<bool>>);
-
-impl Cutoff {
-    /// Whether the cutoff has been given.
-    pub(crate) fn is_reached(&self) -> bool {
-        self.0.as_ref().is_some_and(|rx| *rx.borrow())
-    }
-
-    /// Completes once the cutoff is given; never, without a server.
-    async fn reached(&self) {
-        if let Some(rx) = &self.0 {
-            let mut rx = rx.clone();
-            if rx.wait_for(|cut| *cut).await.is_ok() {
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    }
 }
 
 impl Proxy {
@@ -123,7 +99,7 @@ pub(crate) struct Backend {
     /// The translators of the backend's kind, chosen by upstream model name
     /// (first match). `None`: a translator this build does not have.
     translators: Vec<(globset::GlobMatcher, String, Option<Arc<Translator>>)>,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     /// Who keeps its Responses conversations.
     pub state: StateKeeper,
     settings: String,
@@ -132,32 +108,6 @@ pub(crate) struct Backend {
     pub catalog: crate::catalog::Catalog,
     /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
     pub mints_item_ids: bool,
-}
-
-/// `gcp-vertex` sends `claude-*` models to the Claude translator and the
-/// rest to Gemini.
-const GCP_VERTEX: [(&str, &str); 2] = [("claude-*", "vertex-claude"), ("*", "vertex-gemini")];
-
-/// The translators of a kind, by upstream model glob. Every other bundled
-/// translator is a kind of its own.
-fn kind_translators(kind: &str) -> Option<Vec<(&'static str, &'static str)>> {
-    if kind == "gcp-vertex" {
-        return Some(GCP_VERTEX.to_vec());
-    }
-    kinds()
-        .into_iter()
-        .find(|k| *k == kind && translator::bundled_kinds().any(|b| b == kind))
-        .map(|k| vec![("*", k)])
-}
-
-/// Every kind a config may name.
-pub(crate) fn kinds() -> Vec<&'static str> {
-    let mut kinds: Vec<&'static str> = translator::bundled_kinds()
-        .filter(|k| GCP_VERTEX.iter().all(|(_, part)| part != k))
-        .collect();
-    kinds.push("gcp-vertex");
-    kinds.sort_unstable();
-    kinds
 }
 
 impl Backend {
@@ -278,12 +228,12 @@ impl Proxy {
             };
             let parts: Vec<(&str, String)> = match &cfg.translator {
                 Some(file) => vec![("*", file.path.display().to_string())],
-                None => kind_translators(&cfg.kind)
+                None => crate::kinds::kind_translators(&cfg.kind)
                     .ok_or_else(|| {
                         ConfigError::new(format!(
                             "{at}: unknown kind {:?}; available kinds: {}",
                             cfg.kind,
-                            kinds().join(", ")
+                            crate::kinds::kinds().join(", ")
                         ))
                     })?
                     .into_iter()
@@ -327,7 +277,7 @@ impl Proxy {
                 translators.push((matcher, name, Some(t)));
             }
             let credentials = credentials(cfg, &mut google).await?;
-            let upstream = Upstream::new(cfg, credentials)?;
+            let upstream = Arc::new(Upstream::new(cfg, credentials)?);
             backends.push(Arc::new(Backend {
                 name: cfg.name.clone(),
                 models: cfg.models.clone(),

@@ -204,7 +204,7 @@ fn ascii_json(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::credentials::Secret;
 
     #[test]
     fn every_form_of_a_secret_is_redacted() {

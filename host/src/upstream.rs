@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod fence;
+pub(crate) use crate::credentials::is_credential_header;
 pub(crate) use fence::Fence;
 
 /// Largest non-streamed upstream body the proxy reads (it goes through a
@@ -27,19 +28,6 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LIST_PAGES: usize = 20;
 /// Largest single SSE event accepted from an upstream.
 const MAX_SSE_EVENT: usize = 16 * 1024 * 1024;
-
-/// Headers that carry credentials: only the host sets them, from `auth`.
-pub(crate) fn is_credential_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "authorization"
-            | "proxy-authorization"
-            | "x-api-key"
-            | "api-key"
-            | "x-goog-api-key"
-            | "cookie"
-    )
-}
 
 /// Headers the host owns: hop-by-hop fields (RFC 9110 §7.6.1) and framing.
 fn is_host_owned_header(name: &HeaderName) -> bool {

@@ -14,7 +14,7 @@
 //! while the old token is still valid keeps using it. Tokens, keys and
 //! refresh tokens never reach a log or an error message.
 
-use crate::config::Secret;
+use super::Secret;
 use crate::error::Error;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -3,10 +3,55 @@
 
 pub(crate) mod gcp;
 
-use crate::config::Secret;
 use crate::error::Error;
 use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
 use std::sync::Arc;
+
+/// A secret string (API key, token). Its `Debug` output is redacted, and
+/// while it lives it is removed from every message that leaves the process
+/// (see [`crate::redact`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(std::sync::Arc<str>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        let secret: std::sync::Arc<str> = value.into().into();
+        crate::redact::register(&secret);
+        Secret(secret)
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Headers that carry credentials: only the host sets them, from `auth`.
+pub(crate) fn is_credential_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "cookie"
+    )
+}
 
 /// How requests to one backend are authenticated.
 #[derive(Debug, Clone)]
