@@ -1,5 +1,7 @@
-//! In-process calls: the proxy's two endpoints as typed Rust methods, and the
-//! Chat Completions path the HTTP endpoint shares with them.
+//! In-process calls: the proxy's endpoints as typed Rust methods (create and
+//! stream responses and chat completions; retrieve, delete and list the
+//! input items of stored responses), and the Chat Completions path the HTTP
+//! endpoint shares with them.
 
 use crate::access::AccessLog;
 use crate::error::Error;

@@ -1,7 +1,9 @@
 //! Configuration: the TOML file, and the single-backend mode built from flags.
 //!
 //! Everything is checked when it loads - unknown keys, bad globs, unknown
-//! kinds, missing credentials - with a message that names the key and the fix.
+//! kinds, model names, base URLs, credentials (each backend's secret is
+//! read here to check it, and once more when the proxy is built) - with a
+//! message that names the key and the fix.
 //! Translator-specific `settings` are checked by the translator itself when
 //! the proxy starts (see [`crate::Proxy::new`]).
 

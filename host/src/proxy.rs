@@ -425,7 +425,7 @@ impl Proxy {
         )?;
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
         // Chat clients cannot carry thought signatures; the proxy keeps them.
-        let learn = client.is_chat().then(|| self.clone());
+        let learn = client.is_chat().then(|| self.inner.signatures.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
         let mut instance = translator.instantiate().await?;
         // Downloaded files count against media.max_inflight_mib until the
@@ -532,8 +532,8 @@ impl Proxy {
                 });
             }
         };
-        if let (Some(proxy), Some(Value::Array(output))) = (&learn, object.get("output")) {
-            proxy.inner.signatures.learn(output);
+        if let (Some(signatures), Some(Value::Array(output))) = (&learn, object.get("output")) {
+            signatures.learn(output);
         }
         canonical::complete_response(&mut object, &mut meta, &echo, "completed");
         if streaming {
@@ -628,8 +628,8 @@ pub(crate) enum Outcome {
 /// State of one streamed exchange.
 struct StreamState {
     backend: Arc<Backend>,
-    /// Set for Chat clients: remember provider reasoning state.
-    learn: Option<Proxy>,
+    /// Set for Chat clients: where to remember provider reasoning state.
+    learn: Option<Arc<SignatureCache>>,
     /// Reasoning seen since the last call.
     learner: Learner,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -679,12 +679,14 @@ impl StreamState {
 
     /// Remembers provider reasoning state from finished items.
     fn learn_from(&mut self, events: &[Value]) {
-        let Some(proxy) = &self.learn else { return };
+        let Some(signatures) = &self.learn else {
+            return;
+        };
         for e in events {
             if e.get("type").and_then(Value::as_str) == Some("response.output_item.done")
                 && let Some(item) = e.get("item")
             {
-                self.learner.item(&proxy.inner.signatures, item);
+                self.learner.item(signatures, item);
             }
         }
     }
@@ -767,7 +769,7 @@ fn canonical_stream(
     response: reqwest::Response,
     guard: StreamGuard,
     (deadline, cutoff): (Instant, Cutoff),
-    learn: Option<Proxy>,
+    learn: Option<Arc<SignatureCache>>,
 ) -> BoxStream<'static, Value> {
     let state = StreamState {
         backend,

@@ -1,4 +1,7 @@
-//! The HTTP surface: routes, client authentication, body limits; the
+//! The HTTP surface: the router (Responses and stored responses in
+//! `responses`, Chat Completions in `chat`, models, health), client
+//! authentication, body limits and the JSON checks made before parsing;
+//! `connections` serves it with per-connection deadlines and a cap. The
 //! endpoints render canonical output in the client's format.
 
 mod chat;
