@@ -22,9 +22,10 @@ lint:
     cargo clippy --workspace --all-targets --features llmproxy/internals -- -D warnings
 
 # Benchmarks printing tables: startup, and translator cost in vs out of the sandbox.
-# llmproxy beside the mock called directly, a plain relay and LiteLLM
-# (installed into target/bench on first use; `just bench --no-litellm` skips
-# it): prints the tables and writes BENCHMARKS.md. `--quick` for a short run.
+# llmproxy beside the mock called directly, a plain relay, LiteLLM and the
+# Portkey gateway (installed into target/bench on first use, with pip and
+# npm; `just bench --no-litellm` / `--no-portkey` skip them): prints the
+# tables and writes BENCHMARKS.md. `--quick` for a short run.
 bench *args="":
     cargo build --release --locked -p llmproxy -p llmproxy-bench
     target/release/llmproxy-bench run {{args}}

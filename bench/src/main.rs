@@ -1,10 +1,11 @@
 //! `just bench`: llmproxy side by side with the floor (the mock called
-//! directly), a plain reverse-proxy hop, and LiteLLM, all on one mock
+//! directly), a plain reverse-proxy hop, LiteLLM and the Portkey gateway,
+//! all on one mock
 //! upstream, interleaved in one run. Prints Markdown tables and writes them
 //! to BENCHMARKS.md.
 //!
 //! ```text
-//! llmproxy-bench run [--quick] [--no-litellm] [--out FILE]
+//! llmproxy-bench run [--quick] [--no-litellm] [--no-portkey] [--out FILE]
 //! llmproxy-bench mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N]
 //! llmproxy-bench relay --port P --upstream HOST:PORT
 //! llmproxy-bench load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C]
@@ -121,11 +122,12 @@ fn main() {
         Some("run") => runtime.block_on(report::run(report::Options {
             quick: args.iter().any(|a| a == "--quick"),
             litellm: !args.iter().any(|a| a == "--no-litellm"),
+            portkey: !args.iter().any(|a| a == "--no-portkey"),
             out: arg(&args, "--out").unwrap_or_else(|| "BENCHMARKS.md".into()),
         })),
         _ => {
             eprintln!(
-                "usage: llmproxy-bench run [--quick] [--no-litellm] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT | load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C] | soak [--secs S] [--rate R] [--streams N]"
+                "usage: llmproxy-bench run [--quick] [--no-litellm] [--no-portkey] [--out FILE] | mock --port P [--latency-ms N] [--chunks N] [--chunk-delay-ms N] | relay --port P --upstream HOST:PORT | load --url URL [--model M] [--kib N] [--tools] [--secs S] [--rate R | --concurrency C] | soak [--secs S] [--rate R] [--streams N]"
             );
             std::process::exit(2);
         }

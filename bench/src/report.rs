@@ -1,5 +1,5 @@
-//! The benchmark run: starts the mock, the relay, llmproxy and LiteLLM as
-//! separate processes, measures them interleaved, prints the tables and
+//! The benchmark run: starts the mock, the relay, llmproxy and the peers
+//! (LiteLLM, the Portkey gateway) as separate processes, measures them interleaved, prints the tables and
 //! writes them to a Markdown file.
 
 use crate::load::{self, HttpClient, Run, Target};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub struct Options {
     pub quick: bool,
     pub litellm: bool,
+    pub portkey: bool,
     pub out: String,
 }
 
@@ -330,11 +331,13 @@ pub async fn run(opts: Options) {
             .unwrap();
         rss_mib(p.child.id())
     };
-    let lite = if opts.litellm {
-        litellm(mock.port).await
-    } else {
-        None
-    };
+    let mut peers = Vec::new();
+    if opts.litellm {
+        peers.extend(litellm(mock.port).await);
+    }
+    if opts.portkey {
+        peers.extend(portkey(mock.port).await);
+    }
 
     // Requests.
     let chat1 = target(
@@ -362,15 +365,21 @@ pub async fn run(opts: Options) {
         "/v1/chat/completions",
         chat_body("gemini-2.5-flash", 5, true, false),
     );
-    let lite1 = lite.as_ref().map(|l| Target {
-        url: format!("http://127.0.0.1:{}/v1/chat/completions", l.port),
-        body: chat_body("gpt-4o", 1, false, false),
-        headers: vec![("authorization", "Bearer sk-bench".into())],
-    });
+    let peer_targets: Vec<(String, Target)> = peers
+        .iter()
+        .map(|p| {
+            let t = Target {
+                url: format!("http://127.0.0.1:{}/v1/chat/completions", p.port),
+                body: chat_body("gpt-4o", 1, false, false),
+                headers: p.headers.clone(),
+            };
+            (format!("{} Chat → openai", p.name), t)
+        })
+        .collect();
     // Warm up every path (connections, token, instances).
     for t in [&chat1, &relay1, &proxy1, &gemini_direct, &gemini5]
         .into_iter()
-        .chain(lite1.iter())
+        .chain(peer_targets.iter().map(|(_, t)| t))
     {
         for _ in 0..50 {
             load::send(&client, t)
@@ -402,8 +411,8 @@ pub async fn run(opts: Options) {
             ("B0 mock direct (Gemini)", &gemini_direct),
             ("llmproxy Chat → Gemini (Wasm)", &gemini5),
         ];
-        if let Some(l) = &lite1 {
-            targets.push(("LiteLLM Chat → openai", l));
+        for (name, t) in &peer_targets {
+            targets.push((name.as_str(), t));
         }
         let runs = interleaved(&client, &targets, rate, secs, rounds).await;
         for (i, (name, _)) in targets.iter().enumerate() {
@@ -544,8 +553,8 @@ pub async fn run(opts: Options) {
         ("llmproxy Chat → openai", &proxy1),
         ("llmproxy Chat → Gemini (Wasm)", &gemini5),
     ];
-    if let Some(l) = &lite1 {
-        throughput.push(("LiteLLM Chat → openai", l));
+    for (name, t) in &peer_targets {
+        throughput.push((name.as_str(), t));
     }
     let pid = proxy.child.id();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -754,16 +763,17 @@ pub async fn run(opts: Options) {
         fmt_us(us(startup_first))
     );
     let _ = writeln!(md, "| binary size (release) | {size_mib:.1} MiB |");
-    if let Some(l) = &lite {
+    for p in &peers {
         let _ = writeln!(
             md,
-            "| LiteLLM RSS idle (for comparison) | {:.1} MiB |",
-            l.idle_rss
+            "| {} RSS idle (for comparison) | {:.1} MiB |",
+            p.name, p.idle_rss
         );
         let _ = writeln!(
             md,
-            "| LiteLLM startup to first 200 | {:.1} s |",
-            l.startup.as_secs_f64()
+            "| {} startup to first 200 | {:.1} s |",
+            p.name,
+            p.startup.as_secs_f64()
         );
     }
     goals.push(Goal {
@@ -819,19 +829,23 @@ pub async fn run(opts: Options) {
     std::fs::write(&opts.out, &text).unwrap();
     eprintln!("wrote {}", opts.out);
     let _ = std::fs::remove_dir_all(&dir);
-    drop((mock, mock60, slow, relay, proxy, lite));
+    drop((mock, mock60, slow, relay, proxy, peers));
 }
 
-struct LiteLlm {
+/// Another gateway measured beside llmproxy, on the same mock.
+struct Peer {
+    name: &'static str,
     _proc: Proc,
     port: u16,
+    /// What its requests carry (key, routing).
+    headers: Vec<(&'static str, String)>,
     idle_rss: f64,
     startup: Duration,
 }
 
 /// LiteLLM's proxy on the mock, from a venv under target/bench (installed
 /// on first use); `None` when it cannot be installed.
-async fn litellm(mock_port: u16) -> Option<LiteLlm> {
+async fn litellm(mock_port: u16) -> Option<Peer> {
     let venv = PathBuf::from(
         std::env::var("LITELLM_VENV").unwrap_or_else(|_| "target/bench/litellm-venv".into()),
     );
@@ -877,11 +891,65 @@ async fn litellm(mock_port: u16) -> Option<LiteLlm> {
     .env("LITELLM_TELEMETRY", "False")
     .env("NO_DOCS", "True");
     let proc = spawn(cmd, port, "LiteLLM", Duration::from_secs(180)).await;
+    let headers = vec![("authorization", "Bearer sk-bench".to_string())];
+    peer("LiteLLM", proc, headers, start).await
+}
+
+/// The Portkey gateway (Node) on the mock, from target/bench/portkey
+/// (installed with npm on first use); `None` when it cannot be installed.
+async fn portkey(mock_port: u16) -> Option<Peer> {
+    let dir = PathBuf::from(
+        std::env::var("PORTKEY_DIR").unwrap_or_else(|_| "target/bench/portkey".into()),
+    );
+    let server = dir.join("node_modules/@portkey-ai/gateway/build/start-server.js");
+    if !server.exists() {
+        eprintln!("installing the Portkey gateway into {} ...", dir.display());
+        let ok = std::fs::create_dir_all(&dir).is_ok()
+            && Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg("@portkey-ai/gateway@1.15.2")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "the Portkey gateway could not be installed: skipping it (pass --no-portkey to skip on purpose)"
+            );
+            return None;
+        }
+    }
+    let port = free_port();
+    let start = Instant::now();
+    let mut cmd = Command::new("node");
+    // 1.15.2 reads `--port=P` (a separate `--port P` is ignored).
+    cmd.arg(&server)
+        .arg(format!("--port={port}"))
+        .arg("--headless");
+    let proc = spawn(cmd, port, "Portkey", Duration::from_secs(60)).await;
+    let headers = vec![
+        ("authorization", "Bearer sk-mock".to_string()),
+        ("x-portkey-provider", "openai".to_string()),
+        (
+            "x-portkey-custom-host",
+            format!("http://127.0.0.1:{mock_port}/v1"),
+        ),
+    ];
+    peer("Portkey", proc, headers, start).await
+}
+
+/// `proc` as a peer once it answers a Chat request through the mock.
+async fn peer(
+    name: &'static str,
+    proc: Proc,
+    headers: Vec<(&'static str, String)>,
+    start: Instant,
+) -> Option<Peer> {
     let client = load::client();
     let t = Target {
-        url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        url: format!("http://127.0.0.1:{}/v1/chat/completions", proc.port),
         body: chat_body("gpt-4o", 1, false, false),
-        headers: vec![("authorization", "Bearer sk-bench".into())],
+        headers: headers.clone(),
     };
     let mut ok = false;
     for _ in 0..600 {
@@ -892,14 +960,16 @@ async fn litellm(mock_port: u16) -> Option<LiteLlm> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if !ok {
-        eprintln!("LiteLLM did not answer: skipping it");
+        eprintln!("{name} did not answer: skipping it");
         return None;
     }
     let startup = start.elapsed();
     let idle_rss = rss_mib(proc.child.id()) + children_rss(proc.child.id());
-    Some(LiteLlm {
+    Some(Peer {
+        name,
         port: proc.port,
         _proc: proc,
+        headers,
         idle_rss,
         startup,
     })
