@@ -307,10 +307,18 @@ impl Proxy {
                     code: None,
                 });
             };
+            // The id as the client sent it, unchecked: escaped, shortened
+            // and scrubbed before it is quoted back.
+            let shown = crate::redact::redact(id)
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .escape_debug()
+                .to_string()
+                + if id.chars().count() > 64 { "..." } else { "" };
             let unknown = |detail: &str| Error::InvalidRequest {
                 message: format!(
-                    "Item with id '{}' not found{detail}. Send the item itself instead of a reference.",
-                    crate::redact::redact(id)
+                    "Item with id '{shown}' not found{detail}. Send the item itself instead of a reference."
                 ),
                 param: Some(format!("input[{i}]")),
                 code: Some("item_not_found".into()),

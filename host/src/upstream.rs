@@ -482,15 +482,7 @@ impl Upstream {
                         ids.push(id.to_string());
                     }
                 }
-                token = body
-                    .get("nextPageToken")
-                    .and_then(Value::as_str)
-                    .filter(|t| {
-                        t.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b))
-                    })
-                    .unwrap_or("")
-                    .to_string();
+                token = page_token(&body);
                 if token.is_empty() {
                     break;
                 }
@@ -576,6 +568,21 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The `nextPageToken` of a Vertex AI list page, when it is one that can go
+/// in a query as it is (letters, digits, `-_=`); anything else ends the
+/// listing rather than reach the URL.
+fn page_token(page: &Value) -> String {
+    page.get("nextPageToken")
+        .and_then(Value::as_str)
+        .filter(|t| {
+            t.len() <= 1024
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b))
+        })
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The headers of an upstream response as (name, value) strings, for a
@@ -739,6 +746,25 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_page_tokens_reach_the_list_url() {
+        let token = |t: &str| page_token(&serde_json::json!({ "nextPageToken": t }));
+        assert_eq!(token("CgVnZW1pbmk="), "CgVnZW1pbmk=");
+        for hostile in [
+            "p2&pageSize=1",
+            "../../projects/x",
+            "a\r\nHost: evil",
+            "a b",
+            "%2F",
+            "a#b",
+            "ü",
+        ] {
+            assert_eq!(token(hostile), "", "{hostile:?}");
+        }
+        assert_eq!(token(&"a".repeat(2000)), "");
+        assert_eq!(page_token(&serde_json::json!({"nextPageToken": 7})), "");
+    }
 
     fn parse_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
         let mut p = SseParser::default();

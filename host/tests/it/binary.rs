@@ -1425,3 +1425,57 @@ async fn requests_without_an_answer_are_logged_as_such() {
         "{at_shutdown}"
     );
 }
+
+/// An upstream whose model list answers with the key quoted back, plain and
+/// percent-encoded: the log line about it shows neither.
+#[tokio::test]
+async fn a_model_list_error_quoting_the_key_is_logged_scrubbed() {
+    let up = FakeUpstream::start().await;
+    up.script([Reply::Echo(
+        401,
+        "application/json",
+        r#"{"error":{"message":"bad key {bearer} ({bearer_url}), header {auth}"}}"#.into(),
+    )]);
+    let dir = std::env::temp_dir().join(format!("llmproxy-it-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("llmproxy.toml");
+    let toml = format!(
+        "[[backends]]\nname = \"listed\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = {{ bearer_env = \"LIST_KEY\" }}\nmodels = [\"gpt-*\", \"gpt-fixed\"]\n",
+        up.base_url
+    );
+    std::fs::write(&config, toml).unwrap();
+    let secret = "sk-list/secret+7788=abc";
+    let proxy = spawn(
+        &["--config", config.to_str().unwrap(), "-l", "127.0.0.1:0"],
+        &[("LIST_KEY", secret)],
+    );
+    let v: Value = client()
+        .get(format!("{}/v1/models", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"][0]["id"], "gpt-fixed", "{v}");
+    assert_eq!(up.received()[0].path, "/v1/models");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = proxy.log.lock().unwrap().clone();
+        if let Some(l) = log
+            .iter()
+            .find(|l| l.contains("cannot list the upstream's models"))
+        {
+            break l.clone();
+        }
+        assert!(Instant::now() < deadline, "{log:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let encoded = "sk-list%2Fsecret%2B7788%3Dabc";
+    assert!(!line.contains(secret) && !line.contains(encoded), "{line}");
+    assert!(
+        line.contains("HTTP 401") && line.contains("[redacted]"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

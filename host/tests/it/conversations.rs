@@ -1002,6 +1002,31 @@ async fn item_references_resolve_from_the_store() {
             .contains("'fc_nowhere_1'"),
         "{v}"
     );
+    // A hostile id is quoted back escaped and shortened, and never with a
+    // secret in it.
+    let secret = llmproxy::Secret::new("sk-itemref-secret-0042");
+    let hostile = format!(
+        "fc_\u{1b}[31m\r\nX-Evil: 1 {}{}",
+        secret.expose(),
+        "z".repeat(300)
+    );
+    let (status, _, v) = proxy
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-x", "input": [{"type": "item_reference", "id": hostile}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains('\u{1b}') && !message.contains('\r') && !message.contains('\n'),
+        "{message:?}"
+    );
+    assert!(
+        message.contains("\\r\\n") && message.contains("...") && message.len() < 400,
+        "{message}"
+    );
+    assert!(!message.contains(secret.expose()), "{message}");
     // Ids of item keys are no response ids.
     let (status, _) = proxy
         .call(Method::GET, "/v1/responses/item:fc_nowhere_1")
