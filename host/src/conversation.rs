@@ -13,11 +13,11 @@
 //! `previous_response_id` through and keeps only a pointer (which backend
 //! holds the response), for `GET`/`DELETE /v1/responses/{id}`.
 
-use crate::canonical::RequestHead;
+use crate::backend::Backend;
 use crate::config::StateKeeper;
 use crate::error::Error;
-use crate::proxy::{Backend, Proxy};
-use crate::store::StoreError;
+use crate::ingress::RequestHead;
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -103,7 +103,14 @@ pub(crate) struct Plan {
     pub continued: Option<String>,
 }
 
-impl Proxy {
+/// The conversations this proxy keeps, in its response store. Cheap to
+/// clone; a reload's new configuration keeps the same store.
+#[derive(Debug, Clone)]
+pub(crate) struct Conversations {
+    pub store: Arc<Store>,
+}
+
+impl Conversations {
     /// Resolves `previous_response_id` and decides what to keep, for a
     /// request routed to `backend`. `responses_client`: the request came as
     /// a Responses request (Chat requests are never stored).
@@ -114,7 +121,7 @@ impl Proxy {
         backend: &Backend,
         responses_client: bool,
     ) -> Result<Plan, Error> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let keep = responses_client && head.store() && store.is_on();
         let local_keeper = backend.state == StateKeeper::Proxy;
         // What a stateful upstream answers is kept as a pointer to it.
@@ -257,7 +264,7 @@ impl Proxy {
             record.response = Some(response.clone());
         }
         let mut result = match serde_json::to_vec(&record) {
-            Ok(bytes) => self.inner.store.put(&id, bytes).await,
+            Ok(bytes) => self.store.put(&id, bytes).await,
             Err(e) => Err(StoreError(e.to_string())),
         };
         // Each output item can be referenced (`item_reference`) later.
@@ -276,7 +283,6 @@ impl Proxy {
                 break;
             }
             result = self
-                .inner
                 .store
                 .put(&item_key(item_id), id.clone().into_bytes())
                 .await;
@@ -292,7 +298,7 @@ impl Proxy {
     /// `items` with every `item_reference` replaced by the item it names,
     /// from the responses kept here; a 400 naming the first id not found.
     async fn resolve_references(&self, items: Vec<Value>) -> Result<Vec<Value>, Error> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let mut out = Vec::with_capacity(items.len());
         let mut records: Vec<(String, Record)> = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -395,12 +401,7 @@ impl Proxy {
         if is_item_key(id) {
             return Err(response_not_found(id, ""));
         }
-        let chain = self
-            .inner
-            .store
-            .chain(id, |_| None)
-            .await
-            .map_err(unavailable)?;
+        let chain = self.store.chain(id, |_| None).await.map_err(unavailable)?;
         match chain.records.first() {
             Some(bytes) => decode(bytes),
             None => Err(response_not_found(id, "")),
@@ -412,7 +413,7 @@ impl Proxy {
         if is_item_key(id) {
             return Ok(false);
         }
-        self.inner.store.delete(id).await.map_err(unavailable)
+        self.store.delete(id).await.map_err(unavailable)
     }
 
     /// Every input item of a kept response, in order: those of the
@@ -422,7 +423,6 @@ impl Proxy {
             return Err(response_not_found(id, ""));
         }
         let chain = self
-            .inner
             .store
             .chain(id, previous_of)
             .await
@@ -521,7 +521,6 @@ fn listed(mut item: Value, owner: &str, index: usize) -> Value {
 }
 
 /// The `GET /v1/responses/{id}/input_items` query.
-#[cfg(feature = "server")]
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ListQuery {
     pub after: Option<String>,
@@ -531,7 +530,6 @@ pub(crate) struct ListQuery {
 }
 
 /// One page of `items` as an OpenAI list object.
-#[cfg(feature = "server")]
 pub(crate) fn page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, Error> {
     let invalid = |message: String, param: &str| Error::InvalidRequest {
         message,

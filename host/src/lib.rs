@@ -124,7 +124,7 @@
 #![warn(missing_docs)]
 
 mod access;
-mod calls;
+mod backend;
 mod canonical;
 mod catalog;
 mod config;
@@ -133,9 +133,12 @@ mod credentials;
 #[cfg(feature = "server")]
 mod dry_run;
 mod error;
+mod exchange;
 mod ids;
+mod ingress;
 mod kinds;
 mod media;
+mod ops;
 mod proxy;
 pub mod redact;
 mod routing;
@@ -143,10 +146,10 @@ mod routing;
 mod server;
 mod signatures;
 mod store;
+mod stream;
 mod translator;
 mod upstream;
 
-pub use calls::{ChatCompletionStream, ResponseStream};
 pub use config::{
     BackendConfig, Config, ConfigError, MediaConfig, ResponsesConfig, ServerConfig, StateKeeper,
     StoreKind, TranslatorLimits,
@@ -157,6 +160,7 @@ pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
 };
 pub use error::{Error, ErrorKind};
+pub use ops::{ChatCompletionStream, ResponseStream};
 #[cfg(feature = "server")]
 pub use server::{raise_open_files_limit, serve};
 
@@ -188,44 +192,6 @@ impl Proxy {
     /// The kinds of the translators built into this binary.
     pub fn bundled_kinds() -> Vec<&'static str> {
         translator::bundled_kinds().collect()
-    }
-
-    /// The model ids clients can use, each with the name of the backend
-    /// that serves it, in routing order (what `GET /v1/models` lists): see
-    /// the README, "Models".
-    pub async fn model_ids(&self) -> Vec<(String, String)> {
-        let backends = &self.inner.backends;
-        let lists = futures_util::future::join_all(
-            backends.iter().map(|b| b.catalog.ids(&b.name, &b.upstream)),
-        )
-        .await;
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (i, ids) in lists.into_iter().enumerate() {
-            for id in ids {
-                let serves = self.inner.routes.route(&id) == Some(i);
-                if serves && llmproxy_api::model::check(&id).is_ok() && seen.insert(id.clone()) {
-                    out.push((id, backends[i].name.clone()));
-                }
-            }
-        }
-        out
-    }
-
-    /// The model names and globs this proxy is configured to serve, in
-    /// routing order, each with the name of its backend. `GET /v1/models`
-    /// lists [`Proxy::model_ids`] instead: real ids, never globs.
-    pub fn models(&self) -> Vec<(String, String)> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for backend in &self.inner.backends {
-            for model in &backend.models {
-                if seen.insert(model.as_str()) {
-                    out.push((model.clone(), backend.name.clone()));
-                }
-            }
-        }
-        out
     }
 }
 

@@ -178,7 +178,7 @@ impl Upstream {
             Fence::Base => llmproxy_api::model::check(model),
             Fence::Vertex { .. } => llmproxy_api::model::check_path_segment(model),
         };
-        checked.map_err(crate::canonical::invalid_model)
+        checked.map_err(crate::ingress::invalid_model)
     }
 
     /// The URL for a translator's `path`, checked against the fence and

@@ -1,4 +1,6 @@
 use super::*;
+use crate::ingress::RequestHead;
+use serde_json::{Map, Value, json};
 
 fn head(json: &str) -> RequestHead {
     let mut request: Value = serde_json::from_str(json).unwrap();

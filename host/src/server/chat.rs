@@ -3,16 +3,15 @@
 //! rendered back as a `chat.completion` or as `chat.completion.chunk`s.
 
 use crate::access::AccessLog;
-use crate::calls::failed_as_error;
-use crate::canonical::{parse_body, require_model};
 use crate::error::Error;
-use crate::proxy::{Outcome, Proxy};
+use crate::exchange::Outcome;
+use crate::ops::failed_as_error;
+use crate::proxy::Proxy;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use llmproxy_api::chat::ChatRequest;
 use llmproxy_api::chat_response::response_to_chat;
 use llmproxy_api::chat_stream::{ChatFrame, ChunkRenderer};
 use serde_json::Value;
@@ -26,7 +25,7 @@ pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Resp
 
 async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {
     let body = super::read_body(proxy, request).await?;
-    let chat = parse(&body)?;
+    let chat = crate::ingress::chat::parse(&body)?;
     let model = chat.model.clone().unwrap_or_default();
     let include_usage = chat.include_usage();
     // The client's own bytes go to the translator: a Chat backend sends
@@ -51,16 +50,6 @@ async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Res
             upstream_id,
         )),
     }
-}
-
-/// Parses a Chat request, with client-facing errors.
-pub(super) fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
-    let chat: ChatRequest = parse_body(
-        body,
-        r#"{"model":"...","messages":[{"role":"user","content":"Hello"}]}"#,
-    )?;
-    require_model(chat.model.as_deref())?;
-    Ok(chat)
 }
 
 /// Renders canonical events as Chat chunks: `data: <chunk>` frames, then

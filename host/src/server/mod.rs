@@ -219,7 +219,7 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
     match collected {
         Ok(collected) => {
             let body = collected.to_bytes();
-            check_nesting(&body)?;
+            crate::ingress::check_nesting(&body)?;
             Ok(body)
         }
         Err(e) if e.is::<LengthLimitError>() => Err(too_large),
@@ -264,80 +264,11 @@ fn with_request_id(mut response: Response, log: &AccessLog) -> Response {
 /// What an endpoint checks of a body before running it (for the fuzzer).
 #[cfg(feature = "internals")]
 pub(crate) fn check_request(endpoint: &str, body: &[u8]) -> Result<(), Error> {
-    check_nesting(body)?;
+    crate::ingress::check_nesting(body)?;
     match endpoint {
-        "chat" => chat::parse(body).map(drop),
-        _ => crate::canonical::RequestHead::parse(body).map(drop),
+        "chat" => crate::ingress::chat::parse(body).map(drop),
+        _ => crate::ingress::RequestHead::parse(body).map(drop),
     }
-}
-
-/// Deepest JSON nesting accepted in a request body (tool schemas included).
-const MAX_NESTING: usize = 64;
-
-/// Refuses bodies nested deeper than [`MAX_NESTING`], before any parser
-/// (the host's or a translator's) recurses into them, and strings with a
-/// `\u` escape of half a surrogate pair (which the host's raw pass-through
-/// parsing would let through, and a translator refuse in other words).
-fn check_nesting(body: &[u8]) -> Result<(), Error> {
-    let invalid = |message: String| Error::InvalidRequest {
-        message,
-        param: None,
-        code: Some("invalid_json".into()),
-    };
-    let hex = |at: usize| {
-        body.get(at..at + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u16::from_str_radix(h, 16).ok())
-    };
-    let lone = |at: usize| {
-        invalid(format!(
-            "The request body is not valid JSON: the escape at byte {at} is half of a UTF-16 surrogate pair (\\ud800-\\udfff must come as a high-low pair)."
-        ))
-    };
-    let (mut depth, mut in_string) = (0usize, false);
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        i += 1;
-        if in_string {
-            match b {
-                b'\\' if body.get(i) == Some(&b'u') => {
-                    let at = i - 1;
-                    match hex(i + 1) {
-                        Some(0xd800..=0xdbff) => {
-                            let low = (body.get(i + 5..i + 7) == Some(&b"\\u"[..]))
-                                .then(|| hex(i + 7))
-                                .flatten();
-                            if !matches!(low, Some(0xdc00..=0xdfff)) {
-                                return Err(lone(at));
-                            }
-                            i += 11;
-                        }
-                        Some(0xdc00..=0xdfff) => return Err(lone(at)),
-                        _ => i += 5,
-                    }
-                }
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(invalid(format!(
-                        "The request body nests JSON arrays and objects more than {MAX_NESTING} levels deep; flatten it."
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Adds the upstream's request id, if it sent one.
@@ -384,40 +315,4 @@ async fn models(State(proxy): State<Proxy>) -> impl IntoResponse {
         })
         .collect();
     axum::Json(json!({"object": "list", "data": data}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nesting_is_counted_outside_strings_only() {
-        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
-        assert!(check_nesting(deep(MAX_NESTING).as_bytes()).is_ok());
-        assert!(check_nesting(deep(MAX_NESTING + 1).as_bytes()).is_err());
-        let quoted = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
-        assert!(check_nesting(quoted.as_bytes()).is_ok());
-    }
-
-    #[test]
-    fn half_surrogate_pairs_are_refused() {
-        for ok in [
-            r#"{"a":"\ud83d\ude00"}"#,
-            r#"{"a":"\u00e9\\ud800"}"#,
-            r#"{"a":"\\\u0041"}"#,
-        ] {
-            assert!(check_nesting(ok.as_bytes()).is_ok(), "{ok}");
-        }
-        for bad in [
-            r#"{"a":"\ud800"}"#,
-            r#"{"a":"\ud800x"}"#,
-            r#"{"a":"\ud800\u0041"}"#,
-            r#"{"a":"\udc00"}"#,
-            r#"{"a":"x\udfff"}"#,
-        ] {
-            let e = check_nesting(bad.as_bytes()).unwrap_err();
-            assert_eq!(e.code(), Some("invalid_json"), "{bad}");
-            assert!(e.to_string().contains("surrogate"), "{bad}: {e}");
-        }
-    }
 }

@@ -717,4 +717,3 @@ pub fn backend(kind: &str, base_url: &str, extra: &str) -> String {
         "[[backends]]\nname = \"{kind}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodels = [\"*\"]\n{extra}\n"
     )
 }
-

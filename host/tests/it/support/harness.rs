@@ -165,7 +165,6 @@ pub fn parse_sse(text: &str) -> (Vec<Value>, bool) {
     (events, done)
 }
 
-
 /// POSTs a streamed Chat request; the raw SSE body.
 pub async fn chat_stream_raw(proxy: &TestProxy, body: &Value) -> String {
     proxy

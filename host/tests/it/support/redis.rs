@@ -12,7 +12,6 @@ pub struct RedisServer {
     tls: Option<std::path::PathBuf>,
 }
 
-
 impl RedisServer {
     pub async fn start() -> Option<RedisServer> {
         Self::start_with(None).await
@@ -189,4 +188,3 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
-

@@ -1,0 +1,179 @@
+//! One configured backend: its translators (chosen by upstream model name),
+//! its upstream and credentials, and what it does with conversation state.
+
+use crate::config::{BackendConfig, ConfigError, StateKeeper, TranslatorLimits};
+use crate::credentials::{Credentials, gcp};
+use crate::error::Error;
+use crate::translator::{self, Context, Limits, Runtime, Translator};
+use crate::upstream::Upstream;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One configured backend.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub name: String,
+    pub models: Vec<String>,
+    /// The translators of the backend's kind, chosen by upstream model name
+    /// (first match). `None`: a translator this build does not have.
+    translators: Vec<(globset::GlobMatcher, String, Option<Arc<Translator>>)>,
+    pub upstream: Arc<Upstream>,
+    /// Who keeps its Responses conversations.
+    pub state: StateKeeper,
+    settings: String,
+    model_map: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for the globs.
+    pub catalog: crate::catalog::Catalog,
+    /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
+    pub mints_item_ids: bool,
+}
+
+impl Backend {
+    pub(crate) fn upstream_model(&self, model: &str) -> String {
+        self.model_map
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| model.to_string())
+    }
+
+    /// The translator for an upstream model.
+    pub(crate) fn translator(&self, upstream_model: &str) -> Result<&Arc<Translator>, Error> {
+        match self
+            .translators
+            .iter()
+            .find(|(glob, _, _)| glob.is_match(upstream_model))
+        {
+            Some((_, _, Some(t))) => Ok(t),
+            Some((_, kind, None)) => Err(Error::Unsupported {
+                message: format!(
+                    "model {upstream_model:?} needs the {kind} translator, which this build of llmproxy does not include"
+                ),
+                param: Some("model".into()),
+                code: Some("model_not_supported".into()),
+            }),
+            None => Err(Error::ModelNotFound(upstream_model.to_string())),
+        }
+    }
+
+    pub(crate) fn context(
+        &self,
+        model: &str,
+        upstream_model: String,
+        streaming: bool,
+        extras: &str,
+    ) -> Context {
+        Context {
+            backend: self.name.clone(),
+            model: model.to_string(),
+            upstream_model,
+            streaming,
+            settings: self.settings.clone(),
+            extras: extras.to_string(),
+            media: Vec::new(),
+        }
+    }
+
+    /// Fills in the upstream's `Retry-After` when the translator gave none.
+    pub(crate) fn with_retry_after(mut err: Error, upstream_retry_after: Option<u32>) -> Error {
+        if let Error::Upstream { retry_after, .. } = &mut err {
+            *retry_after = retry_after.or(upstream_retry_after);
+        }
+        err
+    }
+}
+
+/// Loads the backends of one config: translators with equal limits are
+/// loaded once, Google credentials once per credentials file.
+pub(crate) struct Loader<'a> {
+    runtime: &'a Runtime,
+    defaults: &'a TranslatorLimits,
+    translators: HashMap<(String, u32, u64), Arc<Translator>>,
+    google: HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>>,
+}
+
+impl<'a> Loader<'a> {
+    pub(crate) fn new(runtime: &'a Runtime, defaults: &'a TranslatorLimits) -> Self {
+        Loader {
+            runtime,
+            defaults,
+            translators: HashMap::new(),
+            google: HashMap::new(),
+        }
+    }
+
+    /// Loads `cfg`'s translators (each checks the backend's settings), reads
+    /// its credentials and makes its upstream client.
+    pub(crate) async fn backend(&mut self, cfg: &BackendConfig) -> Result<Backend, ConfigError> {
+        let at = format!("backend {:?}", cfg.name);
+        let (memory_mib, timeout_ms) = cfg.limits(self.defaults);
+        let limits = Limits {
+            memory_bytes: memory_mib as usize * 1024 * 1024,
+            call_timeout: Duration::from_millis(timeout_ms),
+        };
+        let parts: Vec<(&str, String)> = match &cfg.translator {
+            Some(file) => vec![("*", file.path.display().to_string())],
+            None => crate::kinds::kind_translators(&cfg.kind)
+                .ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "{at}: unknown kind {:?}; available kinds: {}",
+                        cfg.kind,
+                        crate::kinds::kinds().join(", ")
+                    ))
+                })?
+                .into_iter()
+                .map(|(glob, kind)| (glob, kind.to_string()))
+                .collect(),
+        };
+        let settings = cfg.settings_json();
+        let mut translators = Vec::new();
+        for (glob, name) in parts {
+            let matcher = globset::Glob::new(glob)
+                .map_err(|e| ConfigError::new(e.to_string()))?
+                .compile_matcher();
+            let bundled = translator::bundled_kinds().any(|k| k == name);
+            if cfg.translator.is_none() && !bundled {
+                // A part of a kind this build does not include.
+                translators.push((matcher, name, None));
+                continue;
+            }
+            let key = (name.clone(), memory_mib, timeout_ms);
+            let t = match self.translators.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = match &cfg.translator {
+                        Some(file) => {
+                            self.runtime
+                                .load_file(&file.path, file.sha256.as_deref(), limits)
+                        }
+                        None => self.runtime.load_bundled(&name, limits),
+                    }
+                    .map_err(|e| ConfigError::new(format!("{at}: {e}")))?;
+                    let t = Arc::new(t);
+                    self.translators.insert(key, t.clone());
+                    t
+                }
+            };
+            t.validate_settings(&settings).await.map_err(|e| match e {
+                Error::InvalidRequest { message, .. } => ConfigError::new(format!(
+                    "{at}: settings rejected by the {name} translator: {message}"
+                )),
+                other => ConfigError::new(format!("{at}: {other}")),
+            })?;
+            translators.push((matcher, name, Some(t)));
+        }
+        let credentials = Credentials::load(cfg, &mut self.google).await?;
+        let upstream = Arc::new(Upstream::new(cfg, credentials)?);
+        Ok(Backend {
+            name: cfg.name.clone(),
+            models: cfg.models.clone(),
+            translators,
+            upstream,
+            state: cfg.state(),
+            settings,
+            model_map: cfg.model_map.clone(),
+            catalog: crate::catalog::Catalog::new(cfg),
+            mints_item_ids: cfg.mints_item_ids(),
+        })
+    }
+}

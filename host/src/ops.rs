@@ -1,0 +1,533 @@
+//! The operations: what the proxy's endpoints do, as typed methods - create
+//! and stream responses and chat completions; retrieve, delete and list the
+//! input items of stored responses (kept here, or by a stateful upstream);
+//! list models. The HTTP layer (`server`) and programs embedding the proxy
+//! both call these.
+
+use crate::access::AccessLog;
+use crate::backend::Backend;
+use crate::config::StateKeeper;
+use crate::conversation::{ListQuery, Record, page, response_not_found};
+use crate::error::Error;
+use crate::exchange::Outcome;
+use crate::proxy::{ClientApi, Proxy};
+use crate::translator::UpstreamRequest;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use http::StatusCode;
+use llmproxy_api::chat::{ChatChunk, ChatCompletion, ChatRequest};
+use llmproxy_api::chat_response::response_to_chat;
+use llmproxy_api::chat_stream::{ChatFrame, ChunkRenderer};
+use llmproxy_api::events::ResponseEvent;
+use llmproxy_api::responses::{CreateResponse, Response};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// The events of a streamed response, in order; the last one is always
+/// terminal (`response.completed`, `response.incomplete` or
+/// `response.failed` - a failure midway is an [`ResponseEvent::Error`]
+/// followed by `response.failed`).
+pub type ResponseStream = BoxStream<'static, ResponseEvent>;
+
+/// The chunks of a streamed chat completion. A failure midway ends the
+/// stream with an `Err`.
+pub type ChatCompletionStream = BoxStream<'static, Result<ChatChunk, Error>>;
+
+impl Proxy {
+    /// Runs a Responses request to completion: `POST /v1/responses` without
+    /// HTTP. `request.stream` is ignored.
+    ///
+    /// A response the upstream ended early or failed is returned as it is,
+    /// with `status` `incomplete` or `failed`; errors before the answer (a
+    /// bad request, an unknown model, an upstream error status) are `Err`.
+    pub async fn create_response(&self, mut request: CreateResponse) -> Result<Response, Error> {
+        request.stream = Some(false);
+        let mut log = AccessLog::start("responses", None);
+        match self
+            .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
+            Outcome::Complete { response, .. } => typed(Value::Object(response)),
+            Outcome::Stream { mut events, .. } => {
+                // Not expected without streaming; take the terminal event.
+                let mut last = None;
+                while let Some(event) = events.next().await {
+                    last = Some(event);
+                }
+                match last.map(|e| e.get("response").cloned()) {
+                    Some(Some(response)) => typed(response),
+                    _ => Err(Error::Internal(
+                        "the stream ended without a response".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Runs a Responses request with streaming: the canonical events as
+    /// typed values. `request.stream` is ignored.
+    pub async fn stream_response(
+        &self,
+        mut request: CreateResponse,
+    ) -> Result<ResponseStream, Error> {
+        request.stream = Some(true);
+        let mut log = AccessLog::start("responses", None);
+        let events = match self
+            .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
+            Outcome::Stream { events, .. } => events,
+            Outcome::Complete { .. } => return Err(not_streamed()),
+        };
+        Ok(events
+            .map(|event| {
+                serde_json::from_value(event.clone()).unwrap_or(ResponseEvent::Other(event))
+            })
+            .boxed())
+    }
+
+    /// Runs a Chat Completions request to completion:
+    /// `POST /v1/chat/completions` without HTTP. `request.stream` is ignored.
+    pub async fn create_chat_completion(
+        &self,
+        mut request: ChatRequest,
+    ) -> Result<ChatCompletion, Error> {
+        request.stream = None;
+        request.stream_options = None;
+        let raw = to_bytes(&request)?;
+        let model = request.model.clone().unwrap_or_default();
+        let mut log = AccessLog::start("chat", None);
+        match self
+            .execute_chat(&request, &raw, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
+            Outcome::Complete { response, .. } => {
+                failed_as_error(&response)?;
+                typed(response_to_chat(&response, &model))
+            }
+            Outcome::Stream { .. } => Err(Error::Internal(
+                "a stream came back for a request without streaming".into(),
+            )),
+        }
+    }
+
+    /// Runs a Chat Completions request with streaming: typed chunks, the
+    /// last one with `usage` when `stream_options.include_usage` is set.
+    /// `request.stream` is ignored.
+    pub async fn stream_chat_completion(
+        &self,
+        mut request: ChatRequest,
+    ) -> Result<ChatCompletionStream, Error> {
+        request.stream = Some(true);
+        let raw = to_bytes(&request)?;
+        let model = request.model.clone().unwrap_or_default();
+        let mut renderer = ChunkRenderer::new(&model, request.include_usage());
+        let mut log = AccessLog::start("chat", None);
+        let events = match self
+            .execute_chat(&request, &raw, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?
+        {
+            Outcome::Stream { events, .. } => events,
+            Outcome::Complete { .. } => return Err(not_streamed()),
+        };
+        Ok(events
+            .flat_map(move |event| futures_util::stream::iter(renderer.event(&event)))
+            .filter_map(|frame| async move {
+                match frame {
+                    ChatFrame::Chunk(chunk) => Some(typed(chunk)),
+                    ChatFrame::Error(error) => Some(Err(stream_error(&error))),
+                    ChatFrame::Done => None,
+                }
+            })
+            .boxed())
+    }
+
+    /// A stored response (`GET /v1/responses/{id}` without HTTP): one the
+    /// proxy keeps, or one a stateful upstream keeps (asked of it). A 404
+    /// [`Error`] when nobody keeps it.
+    pub async fn retrieve_response(&self, id: &str) -> Result<Response, Error> {
+        typed(self.retrieve(id).await?.into_value()?)
+    }
+
+    /// Forgets a stored response (`DELETE /v1/responses/{id}` without
+    /// HTTP), here and at a stateful upstream that keeps it; whether it was
+    /// kept.
+    pub async fn delete_response(&self, id: &str) -> Result<bool, Error> {
+        match self.delete(id).await {
+            Ok(answer) => answer.into_value().map(|_| true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every input item of a stored response, oldest first: those of the
+    /// responses it continues (input and output) and its own
+    /// (`GET /v1/responses/{id}/input_items` without paging). For a response
+    /// a stateful upstream keeps, the first page it lists.
+    pub async fn response_input_items(&self, id: &str) -> Result<Vec<Value>, Error> {
+        let query = ListQuery {
+            order: Some("asc".into()),
+            ..ListQuery::default()
+        };
+        match self.list_input_items(id, &query, false).await? {
+            Answer::Local(Value::Array(items)) => Ok(items),
+            other => match other.into_value()? {
+                Value::Object(mut page) => match page.remove("data") {
+                    Some(Value::Array(items)) => Ok(items),
+                    _ => Ok(Vec::new()),
+                },
+                _ => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// The model ids clients can use, each with the name of the backend
+    /// that serves it, in routing order (what `GET /v1/models` lists): see
+    /// the README, "Models".
+    pub async fn model_ids(&self) -> Vec<(String, String)> {
+        let backends = &self.inner.backends;
+        let lists = futures_util::future::join_all(
+            backends.iter().map(|b| b.catalog.ids(&b.name, &b.upstream)),
+        )
+        .await;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (i, ids) in lists.into_iter().enumerate() {
+            for id in ids {
+                let serves = self.inner.routes.route(&id) == Some(i);
+                if serves && llmproxy_api::model::check(&id).is_ok() && seen.insert(id.clone()) {
+                    out.push((id, backends[i].name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The model names and globs this proxy is configured to serve, in
+    /// routing order, each with the name of its backend. `GET /v1/models`
+    /// lists [`Proxy::model_ids`] instead: real ids, never globs.
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for backend in &self.inner.backends {
+            for model in &backend.models {
+                if seen.insert(model.as_str()) {
+                    out.push((model.clone(), backend.name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `GET /v1/responses/{id}`: the stored response.
+    pub(crate) async fn retrieve(&self, id: &str) -> Result<Answer, Error> {
+        let id = checked_id(id)?;
+        match self.locate(id).await? {
+            Holder::Local(record) => Ok(Answer::Local(Value::Object(
+                record.response.unwrap_or_default(),
+            ))),
+            Holder::Upstream(backend) => forward(&backend, "GET", format!("/responses/{id}")).await,
+        }
+    }
+
+    /// `DELETE /v1/responses/{id}`: forgets it, here and upstream.
+    pub(crate) async fn delete(&self, id: &str) -> Result<Answer, Error> {
+        let id = checked_id(id)?;
+        let conversations = &self.inner.conversations;
+        match self.locate(id).await? {
+            Holder::Local(_) => {
+                conversations.forget(id).await?;
+                Ok(Answer::Local(
+                    json!({"id": id, "object": "response.deleted", "deleted": true}),
+                ))
+            }
+            Holder::Upstream(backend) => {
+                let answer = forward(&backend, "DELETE", format!("/responses/{id}")).await?;
+                if answer.is_success() {
+                    conversations.forget(id).await?;
+                }
+                Ok(answer)
+            }
+        }
+    }
+
+    /// `GET /v1/responses/{id}/input_items`: one page (`paged`) or, for the
+    /// library, every item kept here.
+    pub(crate) async fn list_input_items(
+        &self,
+        id: &str,
+        query: &ListQuery,
+        paged: bool,
+    ) -> Result<Answer, Error> {
+        let id = checked_id(id)?;
+        match self.locate(id).await? {
+            Holder::Local(_) => {
+                let items = self.inner.conversations.input_items(id).await?;
+                Ok(Answer::Local(if paged {
+                    page(items, query)?
+                } else {
+                    Value::Array(items)
+                }))
+            }
+            Holder::Upstream(backend) => {
+                let query = forwarded_query(query)?;
+                forward(
+                    &backend,
+                    "GET",
+                    format!("/responses/{id}/input_items{query}"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// A Chat request through the canonical path: converted, reasoning state
+    /// the client cannot carry restored, and run with the client's own
+    /// request (`raw`) as extras, for Chat-only parameters.
+    pub(crate) async fn execute_chat(
+        &self,
+        chat: &ChatRequest,
+        raw: &[u8],
+        log: &mut AccessLog,
+    ) -> Result<Outcome, Error> {
+        let (canonical, extras) =
+            crate::ingress::chat::to_canonical(chat, raw, &self.inner.signatures)?;
+        self.execute(canonical, ClientApi::Chat { extras: &extras }, log)
+            .await
+    }
+}
+
+/// The proxy always streams a streaming request (replaying a whole answer
+/// as events when the upstream sent one).
+fn not_streamed() -> Error {
+    Error::Internal("a whole answer came back for a streaming request".into())
+}
+
+fn to_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("cannot serialize the request: {e}")))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::Internal(format!("the proxy produced an answer it cannot type: {e}")))
+}
+
+/// The error a Chat stream's error frame (`{"error": {...}}`) reports.
+fn stream_error(frame: &Value) -> Error {
+    let field = |k: &str| {
+        frame
+            .get("error")
+            .and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Error::Upstream {
+        status: 502,
+        message: field("message").unwrap_or_else(|| "The stream failed.".into()),
+        error_type: field("type"),
+        code: field("code"),
+        param: field("param"),
+        retry_after: None,
+    }
+}
+
+/// A failed canonical response is an error for a Chat client.
+pub(crate) fn failed_as_error(response: &Map<String, Value>) -> Result<(), Error> {
+    if response.get("status").and_then(Value::as_str) != Some("failed") {
+        return Ok(());
+    }
+    let error = response.get("error");
+    let field = |k: &str| {
+        error
+            .and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let code = field("code");
+    let status = match code.as_deref() {
+        Some("rate_limit_exceeded" | "insufficient_quota") => 429,
+        Some("context_length_exceeded" | "invalid_prompt" | "invalid_request_error") => 400,
+        _ => 502,
+    };
+    Err(Error::Upstream {
+        status,
+        message: field("message").unwrap_or_else(|| "The response failed.".into()),
+        error_type: None,
+        code,
+        param: None,
+        retry_after: None,
+    })
+}
+
+/// What a stored-response operation answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The proxy's own answer.
+    Local(Value),
+    /// A stateful upstream's answer, passed on as it is (secrets scrubbed).
+    Upstream { status: StatusCode, body: String },
+}
+
+impl Answer {
+    fn is_success(&self) -> bool {
+        match self {
+            Answer::Local(_) => true,
+            Answer::Upstream { status, .. } => status.is_success(),
+        }
+    }
+
+    /// The answer as a value; an upstream's error status as an [`Error`].
+    fn into_value(self) -> Result<Value, Error> {
+        match self {
+            Answer::Local(v) => Ok(v),
+            Answer::Upstream { status, body } => {
+                let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                if status.is_success() {
+                    return Ok(value);
+                }
+                let field = |k: &str| {
+                    value
+                        .get("error")
+                        .and_then(|e| e.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                Err(Error::Upstream {
+                    status: status.as_u16(),
+                    message: field("message")
+                        .unwrap_or_else(|| format!("the upstream answered {status}")),
+                    error_type: field("type"),
+                    code: field("code"),
+                    param: field("param"),
+                    retry_after: None,
+                })
+            }
+        }
+    }
+}
+
+/// A response id as it may appear in a path: what the proxy and OpenAI
+/// mint (letters, digits, `_`, `-`), so it is safe to pass upstream.
+fn checked_id(id: &str) -> Result<&str, Error> {
+    let plain = (1..=200).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        Ok(id)
+    } else {
+        Err(response_not_found(id, ": that is not a response id"))
+    }
+}
+
+/// The query sent on to a stateful upstream: rebuilt from the parsed
+/// parameters (item ids as plain as response ids), never the client's text.
+fn forwarded_query(query: &ListQuery) -> Result<String, Error> {
+    let invalid = |param: &str| Error::InvalidRequest {
+        message: format!(
+            "`{param}` is not valid: use after and before with item ids, limit (1-100) and order (asc or desc)."
+        ),
+        param: Some(param.into()),
+        code: Some("invalid_value".into()),
+    };
+    let mut parts = Vec::new();
+    for (name, value) in [("after", &query.after), ("before", &query.before)] {
+        if let Some(v) = value {
+            checked_id(v).map_err(|_| invalid(name))?;
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    if let Some(limit) = query.limit {
+        if !(1..=100).contains(&limit) {
+            return Err(invalid("limit"));
+        }
+        parts.push(format!("limit={limit}"));
+    }
+    if let Some(order) = &query.order {
+        if !matches!(order.as_str(), "asc" | "desc") {
+            return Err(invalid("order"));
+        }
+        parts.push(format!("order={order}"));
+    }
+    Ok(if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    })
+}
+
+/// Where a stored response is.
+enum Holder {
+    /// Kept by the proxy.
+    Local(Record),
+    /// Kept by this backend's upstream.
+    Upstream(Arc<Backend>),
+}
+
+impl Proxy {
+    /// Finds who keeps `id`. A response the proxy knows nothing about is asked
+    /// of the upstream when exactly one backend keeps its own state.
+    async fn locate(&self, id: &str) -> Result<Holder, Error> {
+        let proxy = self;
+        let stateful = || {
+            let mut found = proxy
+                .inner
+                .backends
+                .iter()
+                .filter(|b| b.state == StateKeeper::Upstream);
+            match (found.next(), found.next()) {
+                (Some(only), None) => Some(only.clone()),
+                _ => None,
+            }
+        };
+        match proxy.inner.conversations.stored(id).await {
+        Ok(record) if record.upstream => proxy
+            .inner
+            .backends
+            .iter()
+            .find(|b| b.name == record.backend)
+            .cloned()
+            .map(Holder::Upstream)
+            .ok_or_else(|| {
+                response_not_found(
+                    id,
+                    &format!(
+                        " here: it is kept by the upstream of backend {:?}, which is no longer configured",
+                        record.backend
+                    ),
+                )
+            }),
+        Ok(record) => Ok(Holder::Local(record)),
+        Err(e @ Error::NotFound { .. }) => stateful().map(Holder::Upstream).ok_or(e),
+        Err(e) => Err(e),
+    }
+    }
+}
+
+/// Sends a `GET`/`DELETE` on to a stateful backend's upstream and passes its
+/// answer back (credentials scrubbed).
+async fn forward(backend: &Backend, method: &str, path: String) -> Result<Answer, Error> {
+    let request = UpstreamRequest {
+        method: method.into(),
+        path,
+        headers: vec![("accept".into(), "application/json".into())],
+        body: Vec::new(),
+        state: String::new(),
+    };
+    let deadline = tokio::time::Instant::now() + backend.upstream.timeouts.total;
+    let answer = backend
+        .upstream
+        .send("passthrough", request, deadline)
+        .await?;
+    let status = answer.status();
+    let body = backend.upstream.read_body(answer, deadline).await?;
+    let body = crate::redact::redact_owned(String::from_utf8_lossy(&body).into_owned());
+    Ok(Answer::Upstream { status, body })
+}
