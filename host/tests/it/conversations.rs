@@ -687,6 +687,54 @@ async fn stateful_upstreams_get_it_passed_through() {
     );
 }
 
+/// The in-process API answers stored-response questions as HTTP does: a
+/// response a stateful upstream keeps is asked of that upstream.
+#[tokio::test]
+async fn the_library_asks_a_stateful_upstream_too() {
+    let up = FakeUpstream::start().await;
+    let proxy = llmproxy::Proxy::new(llmproxy::Config::from_toml(&single(&up.base_url)).unwrap())
+        .await
+        .unwrap();
+    let request = serde_json::from_value(json!({"model": "m", "input": "Hi"})).unwrap();
+    let r = proxy.create_response(request).await.unwrap();
+    let id = r.id.unwrap();
+    let stored = response_object("m", "completed", "Hello");
+    up.script([
+        Reply::Json(200, stored.clone(), vec![]),
+        Reply::Json(200, json!({"object": "list", "data": [{"type": "message", "role": "user", "content": "Hi"}], "first_id": null, "last_id": null, "has_more": false}), vec![]),
+        Reply::Json(200, json!({"id": id, "object": "response.deleted", "deleted": true}), vec![]),
+        Reply::Json(404, json!({"error": {"message": "Response with id 'resp_gone' not found.", "type": "invalid_request_error", "param": null, "code": null}}), vec![]),
+    ]);
+    let got = proxy.retrieve_response(&id).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap()["output"],
+        stored["output"]
+    );
+    let items = proxy.response_input_items(&id).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(proxy.delete_response(&id).await.unwrap());
+    let err = proxy.retrieve_response("resp_gone").await.unwrap_err();
+    assert_eq!(err.status(), 404, "{err}");
+    assert!(err.to_string().contains("resp_gone"), "{err}");
+    let asked: Vec<String> = up
+        .received()
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            format!("GET /v1/responses/{id}"),
+            format!("GET /v1/responses/{id}/input_items"),
+            format!("DELETE /v1/responses/{id}"),
+            "GET /v1/responses/resp_gone".to_string(),
+        ]
+    );
+}
+
 /// The kept items are canonical: a tool loop started on Claude continues on
 /// Gemini, then on a Chat upstream, each strict about call/result pairing.
 #[tokio::test]
