@@ -148,18 +148,15 @@ impl<'a> Loader<'a> {
                         }
                         None => self.runtime.load_bundled(&name, limits),
                     }
-                    .map_err(|e| ConfigError::new(format!("{at}: {e}")))?;
+                    .map_err(|e| ConfigError::at(&at, e))?;
                     let t = Arc::new(t);
                     self.translators.insert(key, t.clone());
                     t
                 }
             };
-            t.validate_settings(&settings).await.map_err(|e| match e {
-                Error::InvalidRequest { message, .. } => ConfigError::new(format!(
-                    "{at}: settings rejected by the {name} translator: {message}"
-                )),
-                other => ConfigError::new(format!("{at}: {other}")),
-            })?;
+            t.validate_settings(&settings)
+                .await
+                .map_err(|e| ConfigError::at(&at, e))?;
             translators.push((matcher, name, Some(t)));
         }
         let credentials = Credentials::load(cfg, &mut self.google).await?;

@@ -3,7 +3,7 @@
 //! records what the proxy sends and answers with a recorded response; the
 //! credentials are placeholders, so no secret is read or shown.
 
-use crate::config::{Config, KindDefaults};
+use crate::config::{AuthConfig, Config, KeySource, KindDefaults};
 use crate::proxy::{Proxy, Tap};
 use axum::extract::State;
 use serde_json::Value;
@@ -308,20 +308,13 @@ fn tempdir() -> Result<TempDir, DryRunError> {
 fn placeholder_auth(
     backend: &crate::BackendConfig,
     dir: &std::path::Path,
-) -> Result<Option<toml::Value>, DryRunError> {
-    let file = |name: &str| toml::Value::String(dir.join(name).display().to_string());
-    let bearer = || {
-        toml::Value::Table(toml::Table::from_iter([(
-            "bearer_file".into(),
-            file("key"),
-        )]))
+) -> Result<Option<AuthConfig>, DryRunError> {
+    let key = |header: Option<String>, name: &str| AuthConfig::Key {
+        header,
+        source: KeySource::File(dir.join(name)),
     };
-    let google = || {
-        toml::Value::Table(toml::Table::from_iter([
-            ("header".into(), toml::Value::String("authorization".into())),
-            ("file".into(), file("bearer")),
-        ]))
-    };
+    let bearer = || key(None, "key");
+    let google = || key(Some("authorization".into()), "bearer");
     Ok(Some(match &backend.auth {
         None => {
             let defaults = KindDefaults::of(&backend.kind);
@@ -333,19 +326,11 @@ fn placeholder_auth(
                 return Ok(None);
             }
         }
-        Some(toml::Value::String(s)) if s == "gcp" => google(),
-        Some(toml::Value::Table(t)) if t.contains_key("gcp_credentials_file") => google(),
-        Some(toml::Value::Table(t)) if t.contains_key("header") => {
-            let mut t = t.clone();
-            t.remove("env");
-            t.insert("file".into(), file("key"));
-            toml::Value::Table(t)
-        }
-        Some(toml::Value::Table(t))
-            if t.contains_key("bearer_env") || t.contains_key("bearer_file") =>
-        {
-            bearer()
-        }
+        Some(AuthConfig::Gcp | AuthConfig::GcpFile(_)) => google(),
+        Some(AuthConfig::Key {
+            header: Some(h), ..
+        }) => key(Some(h.clone()), "key"),
+        Some(AuthConfig::Key { header: None, .. }) => bearer(),
         Some(other) => other.clone(),
     }))
 }

@@ -151,8 +151,8 @@ mod translator;
 mod upstream;
 
 pub use config::{
-    BackendConfig, Config, ConfigError, MediaConfig, ResponsesConfig, ServerConfig, StateKeeper,
-    StoreKind, TranslatorLimits,
+    AuthConfig, BackendConfig, BackendLimits, Config, ConfigError, KeySource, MediaConfig,
+    ResponsesConfig, ServerConfig, StateKeeper, StoreKind, TranslatorFile, TranslatorLimits,
 };
 pub use credentials::Secret;
 #[cfg(feature = "server")]
@@ -295,7 +295,7 @@ pub mod internals {
     impl Sandbox {
         /// Loads the bundled translator `kind` (precompiled if `precompiled`,
         /// else compiled from its `.wasm`).
-        pub fn load(kind: &str, precompiled: bool) -> Result<Sandbox, crate::Error> {
+        pub fn load(kind: &str, precompiled: bool) -> Result<Sandbox, crate::ConfigError> {
             let runtime = Runtime::new(64, 64 << 20)?;
             let limits = Limits {
                 memory_bytes: 64 << 20,

@@ -3,7 +3,9 @@
 use anyhow::{Context as _, bail};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use llmproxy::{BackendConfig, Config, Proxy, ReloadableProxy, Secret, StoreKind};
+use llmproxy::{
+    AuthConfig, BackendConfig, Config, KeySource, Proxy, ReloadableProxy, Secret, StoreKind,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -280,12 +282,11 @@ fn single_backend(
         settings.insert(key.trim().to_string(), value);
     }
     let auth = match (&cli.api_key_env, cli.no_api_key) {
-        (Some(var), _) => {
-            let mut table = toml::Table::new();
-            table.insert("bearer_env".into(), toml::Value::String(var.clone()));
-            Some(toml::Value::Table(table))
-        }
-        (None, true) => Some(toml::Value::String("none".into())),
+        (Some(var), _) => Some(AuthConfig::Key {
+            header: None,
+            source: KeySource::Env(var.clone()),
+        }),
+        (None, true) => Some(AuthConfig::None),
         (None, false) => None,
     };
     let mut backend = BackendConfig::new(kind, kind).with_models(cli.models.clone());

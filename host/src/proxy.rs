@@ -145,8 +145,7 @@ impl Proxy {
             .chain([defaults.memory_limit_mib])
             .max()
             .unwrap_or(defaults.memory_limit_mib);
-        let runtime = Runtime::new(defaults.max_instances, pool_mib as usize * 1024 * 1024)
-            .map_err(|e| ConfigError::new(e.to_string()))?;
+        let runtime = Runtime::new(defaults.max_instances, pool_mib as usize * 1024 * 1024)?;
         let mut loader = crate::backend::Loader::new(&runtime, defaults);
         let mut backends = Vec::new();
         for cfg in &config.backends {

@@ -1,4 +1,6 @@
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
 const GOOD: &str = r#"
 [server]
@@ -132,16 +134,17 @@ fn auth_forms() {
             other => panic!("{auth}: {other:?}"),
         }
     }
-    let e = err(&format!(
-        "{B}models = [\"*\"]\nauth = {{ bearer_env = \"LLMPROXY_UT_UNSET_VAR\" }}\n"
-    ));
+    // Secrets are read when the proxy is built, not when the config parses.
+    let unread = |auth: &str| {
+        let c = Config::from_toml(&format!("{B}models = [\"*\"]\nauth = {auth}\n")).unwrap();
+        c.backends[0].resolve_auth().unwrap_err().to_string()
+    };
+    let e = unread("{ bearer_env = \"LLMPROXY_UT_UNSET_VAR\" }");
     assert!(
         e.contains("LLMPROXY_UT_UNSET_VAR, which is not set") && e.contains("export"),
         "{e}"
     );
-    let e = err(&format!(
-        "{B}models = [\"*\"]\nauth = {{ bearer_file = \"/nonexistent/key\" }}\n"
-    ));
+    let e = unread("{ bearer_file = \"/nonexistent/key\" }");
     assert!(e.contains("/nonexistent/key"), "{e}");
     let e = err(&format!(
         "{B}models = [\"*\"]\nauth = {{ header = \"x\" }}\n"

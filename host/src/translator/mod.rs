@@ -34,6 +34,20 @@ mod bindings {
 use bindings::exports::llmproxy::translator::translator as wit;
 pub use wit::{Context, Media, UpstreamRequest, UpstreamResponse};
 
+/// Why a translator could not be loaded, when a config loads.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The Wasm engine could not be set up.
+    #[error("{0}")]
+    Engine(String),
+    /// The translator (bundled kind or file) is unusable.
+    #[error("translator {name}: {detail}")]
+    Translator { name: String, detail: String },
+    /// The translator refused the backend's settings.
+    #[error("settings rejected by the {translator} translator: {message}")]
+    Settings { translator: String, message: String },
+}
+
 /// What `request` produced: the upstream request, or the URLs the
 /// translator needs downloaded first (`error::needs-media`).
 #[derive(Debug)]
@@ -92,7 +106,7 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Creates the engine: pooling allocator sized for `max_instances`
     /// concurrent instances of at most `max_memory_bytes` each.
-    pub(crate) fn new(max_instances: u32, max_memory_bytes: usize) -> Result<Self, Error> {
+    pub(crate) fn new(max_instances: u32, max_memory_bytes: usize) -> Result<Self, LoadError> {
         let mut pooling = wasmtime::PoolingAllocationConfig::new();
         pooling
             .total_component_instances(max_instances)
@@ -113,10 +127,10 @@ impl Runtime {
         let mut config = engine_config::code_config();
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&config)
-            .map_err(|e| Error::Internal(format!("cannot create the Wasm engine: {e:#}")))?;
+            .map_err(|e| LoadError::Engine(format!("cannot create the Wasm engine: {e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| Error::Internal(format!("cannot link WASI: {e:#}")))?;
+            .map_err(|e| LoadError::Engine(format!("cannot link WASI: {e:#}")))?;
         let ticker = Ticker::start(engine.clone());
         Ok(Runtime {
             engine,
@@ -127,7 +141,7 @@ impl Runtime {
 
     /// Loads a bundled translator: the precompiled artifact when this machine
     /// can run it, else compiles the embedded `.wasm` (slow, logged).
-    pub(crate) fn load_bundled(&self, kind: &str, limits: Limits) -> Result<Translator, Error> {
+    pub(crate) fn load_bundled(&self, kind: &str, limits: Limits) -> Result<Translator, LoadError> {
         self.load_bundled_with(kind, limits, true)
     }
 
@@ -138,11 +152,15 @@ impl Runtime {
         kind: &str,
         limits: Limits,
         precompiled: bool,
-    ) -> Result<Translator, Error> {
-        let bundled = BUNDLED
-            .iter()
-            .find(|b| b.kind == kind)
-            .ok_or_else(|| Error::Internal(format!("no bundled translator of kind {kind:?}")))?;
+    ) -> Result<Translator, LoadError> {
+        let bundled =
+            BUNDLED
+                .iter()
+                .find(|b| b.kind == kind)
+                .ok_or_else(|| LoadError::Translator {
+                    name: format!("{kind:?}"),
+                    detail: "no such bundled translator".into(),
+                })?;
         let loaded = if precompiled {
             // SAFETY: `cwasm` was produced by `Engine::precompile_component`
             // in this crate's build script, from a translator built from
@@ -165,8 +183,9 @@ impl Runtime {
                     translator = kind,
                     "precompiled translator not usable here ({e:#}); compiling it"
                 );
-                Component::new(&self.engine, bundled.wasm).map_err(|e| {
-                    Error::Internal(format!("cannot compile translator {kind:?}: {e:#}"))
+                Component::new(&self.engine, bundled.wasm).map_err(|e| LoadError::Translator {
+                    name: format!("{kind:?}"),
+                    detail: format!("cannot compile it: {e:#}"),
                 })?
             }
         };
@@ -180,9 +199,12 @@ impl Runtime {
         path: &std::path::Path,
         sha256: Option<&str>,
         limits: Limits,
-    ) -> Result<Translator, Error> {
+    ) -> Result<Translator, LoadError> {
         let shown = path.display();
-        let fail = |detail: String| Error::Internal(format!("translator {shown}: {detail}"));
+        let fail = |detail: String| LoadError::Translator {
+            name: shown.to_string(),
+            detail,
+        };
         let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
         if let Some(want) = sha256 {
             let got = sha256_hex(&bytes);
@@ -217,7 +239,7 @@ impl Runtime {
         name: &str,
         component: &Component,
         limits: Limits,
-    ) -> Result<Translator, Error> {
+    ) -> Result<Translator, LoadError> {
         let wanted = format!("{INTERFACE}@{CONTRACT_VERSION}");
         let ty = component.component_type();
         let exports: Vec<String> = ty
@@ -240,15 +262,23 @@ impl Runtime {
                     }
                 ),
             };
-            return Err(Error::Internal(format!("translator {name:?}: {detail}")));
+            return Err(LoadError::Translator {
+                name: format!("{name:?}"),
+                detail,
+            });
         }
-        let pre = self.linker.instantiate_pre(component).map_err(|e| {
-            Error::Internal(format!(
-                "translator {name:?} needs imports this host does not grant: {e:#}"
-            ))
-        })?;
-        let pre = bindings::TranslatorComponentPre::new(pre)
-            .map_err(|e| Error::Internal(format!("translator {name:?}: {e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Translator {
+                name: format!("{name:?}"),
+                detail: format!("it needs imports this host does not grant: {e:#}"),
+            })?;
+        let pre =
+            bindings::TranslatorComponentPre::new(pre).map_err(|e| LoadError::Translator {
+                name: format!("{name:?}"),
+                detail: format!("{e:#}"),
+            })?;
         // The epoch may tick right after a call starts, so one tick more
         // than the timeout spans guarantees the call at least its budget.
         let ticks = limits.call_timeout.as_nanos().div_ceil(TICK.as_nanos()) + 1;
@@ -472,8 +502,15 @@ impl Translator {
     }
 
     /// Asks the translator whether it accepts a backend's settings.
-    pub(crate) async fn validate_settings(self: &Arc<Self>, settings: &str) -> Result<(), Error> {
-        let mut instance = self.instantiate().await?;
+    pub(crate) async fn validate_settings(
+        self: &Arc<Self>,
+        settings: &str,
+    ) -> Result<(), LoadError> {
+        let fault = |e: Error| LoadError::Translator {
+            name: format!("{:?}", self.name),
+            detail: e.to_string(),
+        };
+        let mut instance = self.instantiate().await.map_err(fault)?;
         let guest = instance.bindings.llmproxy_translator_translator();
         arm(&mut instance.store, self.deadline_ticks);
         let result = guest
@@ -481,12 +518,15 @@ impl Translator {
             .await;
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(Error::InvalidRequest {
+            Ok(Err(message)) => Err(LoadError::Settings {
+                translator: self.name.clone(),
                 message,
-                param: None,
-                code: None,
             }),
-            Err(e) => Err(self.fault(&instance.store, "trapped while checking settings", &e)),
+            Err(e) => Err(fault(self.fault(
+                &instance.store,
+                "trapped while checking settings",
+                &e,
+            ))),
         }
     }
 
