@@ -23,6 +23,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub mod chat;
 pub mod json;
+pub mod mapped;
 pub mod passthrough;
 pub mod vertex;
 

@@ -16,12 +16,11 @@ pub mod request;
 
 use answer::{EventError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
-use llmproxy_sdk::api::responses::{CreateResponse, Tool};
-use llmproxy_sdk::api::tools::{self, Restorer};
+use llmproxy_sdk::api::responses::{CreateResponse, Response, Tool};
+use llmproxy_sdk::api::tools;
 use llmproxy_sdk::api::vertex::Settings;
-use llmproxy_sdk::{
-    Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
-};
+use llmproxy_sdk::mapped::{self, AnswerMapper, MappedStream};
+use llmproxy_sdk::{Context, Error, Headers, Translator, UpstreamRequest, UpstreamResponse};
 use request::{Built, State};
 use serde_json::Value;
 
@@ -120,31 +119,37 @@ impl Translator for VertexClaude {
         if !(200..300).contains(&response.status) {
             return Err(claude_error(response.status, &response.body));
         }
-        let message = llmproxy_sdk::json_body(&response.body, "Vertex")?;
         let state = parse_state(state);
-        let mut mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool);
-        mapper
-            .message(&message, &mut Vec::new())
-            .map_err(event_error)?;
-        let body =
-            serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))?;
-        Ok(state.tools.restore_response_bytes(body))
+        let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool);
+        mapped::whole(mapper, &state.tools, &response.body, "Vertex")
     }
 
     fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
         let state = parse_state(&state);
-        Stream {
-            mapper: Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool),
-            tools: Restorer::new(state.tools),
-        }
+        let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool);
+        MappedStream::new(mapper, state.tools, "Vertex")
     }
 }
 
 /// Maps the SSE events of `streamRawPredict`.
-#[derive(Debug)]
-pub struct Stream {
-    mapper: Mapper,
-    tools: Restorer,
+pub type Stream = MappedStream<Mapper>;
+
+impl AnswerMapper for Mapper {
+    fn map(&mut self, value: &Value, whole: bool, out: &mut Vec<Value>) -> Result<(), Error> {
+        if whole {
+            self.message(value, out).map_err(event_error)
+        } else {
+            self.event(value, out).map_err(event_error)
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<Value>) {
+        Mapper::end(self, out);
+    }
+
+    fn response(self) -> Response {
+        Mapper::response(self)
+    }
 }
 
 /// Whether a function or custom tool of `req` is called `name`.
@@ -153,23 +158,6 @@ fn named(req: &CreateResponse, name: &str) -> bool {
         Tool::Function(f) => f.name == name,
         Tool::Other(v) => v.get("name").and_then(Value::as_str) == Some(name),
     })
-}
-
-impl EventStream for Stream {
-    fn push(&mut self, _event: &str, data: &str) -> Result<Vec<String>, Error> {
-        let Some(event) = llmproxy_sdk::json_event(data, "Vertex")? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        self.mapper.event(&event, &mut out).map_err(event_error)?;
-        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
-    }
-
-    fn finish(&mut self) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
-        self.mapper.end(&mut out);
-        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
-    }
 }
 
 llmproxy_sdk::export_translator!(VertexClaude);

@@ -20,13 +20,15 @@ pub mod schema;
 use answer::{ChunkError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
 use llmproxy_sdk::api::responses::CreateResponse;
-use llmproxy_sdk::api::tools::{self, Restorer, ToolNames};
+use llmproxy_sdk::api::responses::Response;
+use llmproxy_sdk::api::tools::{self, ToolNames};
 use llmproxy_sdk::api::vertex::Settings;
+use llmproxy_sdk::mapped::{self, AnswerMapper, MappedStream};
 use llmproxy_sdk::{
-    Context, Error, EventStream, Headers, Translator, UpstreamError, UpstreamRequest,
-    UpstreamResponse,
+    Context, Error, Headers, Translator, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The Vertex Gemini translator.
 #[derive(Debug)]
@@ -111,47 +113,32 @@ impl Translator for VertexGemini {
         if !(200..300).contains(&response.status) {
             return Err(llmproxy_sdk::vertex::error(response.status, &response.body));
         }
-        let answer = llmproxy_sdk::json_body(&response.body, "Vertex")?;
         let state = parse_state(state);
-        let mut mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
-        mapper
-            .chunk(&answer, &mut Vec::new())
-            .map_err(chunk_error)?;
-        let body =
-            serde_json::to_vec(&mapper.response()).map_err(|e| Error::internal(e.to_string()))?;
-        Ok(state.tools.restore_response_bytes(body))
+        let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
+        mapped::whole(mapper, &state.tools, &response.body, "Vertex")
     }
 
     fn stream(ctx: Context, state: String, _: u16, _: Headers) -> Stream {
         let state = parse_state(&state);
-        Stream {
-            mapper: Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call),
-            tools: Restorer::new(state.tools),
-        }
+        let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
+        MappedStream::new(mapper, state.tools, "Vertex")
     }
 }
 
 /// Maps the SSE chunks of `streamGenerateContent`.
-#[derive(Debug)]
-pub struct Stream {
-    mapper: Mapper,
-    tools: Restorer,
-}
+pub type Stream = MappedStream<Mapper>;
 
-impl EventStream for Stream {
-    fn push(&mut self, _event: &str, data: &str) -> Result<Vec<String>, Error> {
-        let Some(chunk) = llmproxy_sdk::json_event(data, "Vertex")? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        self.mapper.chunk(&chunk, &mut out).map_err(chunk_error)?;
-        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
+impl AnswerMapper for Mapper {
+    fn map(&mut self, value: &Value, _whole: bool, out: &mut Vec<Value>) -> Result<(), Error> {
+        self.chunk(value, out).map_err(chunk_error)
     }
 
-    fn finish(&mut self) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
-        self.mapper.end(&mut out, true);
-        Ok(llmproxy_sdk::event_strings(self.tools.events(out)))
+    fn end(&mut self, out: &mut Vec<Value>) {
+        Mapper::end(self, out, true);
+    }
+
+    fn response(self) -> Response {
+        Mapper::response(self)
     }
 }
 
