@@ -1,7 +1,7 @@
 //! One configured backend: its translators (chosen by upstream model name),
 //! its upstream and credentials, and what it does with conversation state.
 
-use crate::config::{BackendConfig, ConfigError, StateKeeper, TranslatorLimits};
+use crate::config::{Auth, BackendConfig, ConfigError, StateKeeper, TranslatorLimits};
 use crate::credentials::{Credentials, gcp};
 use crate::error::Error;
 use crate::translator::{self, Context, Limits, Runtime, Translator};
@@ -159,7 +159,7 @@ impl<'a> Loader<'a> {
                 .map_err(|e| ConfigError::at(&at, e))?;
             translators.push((matcher, name, Some(t)));
         }
-        let credentials = Credentials::load(cfg, &mut self.google).await?;
+        let credentials = credentials(cfg, &mut self.google).await?;
         let upstream = Arc::new(Upstream::new(cfg, credentials)?);
         Ok(Backend {
             name: cfg.name.clone(),
@@ -173,4 +173,48 @@ impl<'a> Loader<'a> {
             mints_item_ids: cfg.mints_item_ids(),
         })
     }
+}
+
+/// The credentials of a backend, read once, when its config loads; Google
+/// credentials are discovered once per credentials file and shared
+/// (`google`).
+async fn credentials(
+    cfg: &BackendConfig,
+    google: &mut HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>>,
+) -> Result<Credentials, ConfigError> {
+    Ok(match cfg.resolve_auth()? {
+        Auth::None => Credentials::None,
+        Auth::Header { name, value } => {
+            if crate::redact::too_short(value.expose()) {
+                tracing::warn!(
+                    backend = %cfg.name,
+                    "the upstream key is shorter than {} characters: it cannot be told apart from ordinary text, so it is not redacted from messages; use a longer key",
+                    crate::redact::MIN_LEN
+                );
+            }
+            Credentials::Header { name, value }
+        }
+        Auth::Gcp { file } => {
+            if let Some(auth) = google.get(&file) {
+                return Ok(Credentials::Gcp(auth.clone()));
+            }
+            let tls = crate::upstream::tls_config().map_err(ConfigError::new)?;
+            let http = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                // The token request carries a signed assertion or a refresh
+                // token: it goes nowhere but the token endpoint.
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|e| ConfigError::new(format!("cannot build the HTTP client: {e}")))?;
+            let env = gcp::AdcEnv::from_process();
+            let auth = gcp::GcpAuth::discover(file.as_deref(), &env, http)
+                .await
+                .map_err(|e| ConfigError::new(format!("backend {:?}: {e}", cfg.name)))?;
+            tracing::info!(backend = %cfg.name, "Google credentials: {}", auth.origin());
+            let auth = Arc::new(auth);
+            google.insert(file, auth.clone());
+            Credentials::Gcp(auth)
+        }
+    })
 }

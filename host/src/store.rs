@@ -1,6 +1,6 @@
 //! Where stored responses live: in memory (the default), in a file (redb),
 //! or in Redis/Valkey shared by several proxies. Records are opaque bytes
-//! here; [`crate::conversation`] gives them meaning.
+//! here; the conversation module gives them meaning.
 //!
 //! Every store forgets a record `ttl` after it was last written or read, so
 //! a conversation in use never expires midway.

@@ -3,11 +3,9 @@
 
 pub(crate) mod gcp;
 
-use crate::config::{Auth, BackendConfig, ConfigError};
 use crate::error::Error;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A secret string (API key, token). Its `Debug` output is redacted, and
@@ -124,51 +122,5 @@ impl Credentials {
             }
             _ => false,
         }
-    }
-}
-
-impl Credentials {
-    /// The credentials of a backend, read once, when its config loads;
-    /// Google credentials are discovered once per credentials file and
-    /// shared (`google`).
-    pub(crate) async fn load(
-        cfg: &BackendConfig,
-        google: &mut HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>>,
-    ) -> Result<Credentials, ConfigError> {
-        Ok(match cfg.resolve_auth()? {
-            Auth::None => Credentials::None,
-            Auth::Header { name, value } => {
-                if crate::redact::too_short(value.expose()) {
-                    tracing::warn!(
-                        backend = %cfg.name,
-                        "the upstream key is shorter than {} characters: it cannot be told apart from ordinary text, so it is not redacted from messages; use a longer key",
-                        crate::redact::MIN_LEN
-                    );
-                }
-                Credentials::Header { name, value }
-            }
-            Auth::Gcp { file } => {
-                if let Some(auth) = google.get(&file) {
-                    return Ok(Credentials::Gcp(auth.clone()));
-                }
-                let tls = crate::upstream::tls_config().map_err(ConfigError::new)?;
-                let http = reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    // The token request carries a signed assertion or a refresh
-                    // token: it goes nowhere but the token endpoint.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .build()
-                    .map_err(|e| ConfigError::new(format!("cannot build the HTTP client: {e}")))?;
-                let env = gcp::AdcEnv::from_process();
-                let auth = gcp::GcpAuth::discover(file.as_deref(), &env, http)
-                    .await
-                    .map_err(|e| ConfigError::new(format!("backend {:?}: {e}", cfg.name)))?;
-                tracing::info!(backend = %cfg.name, "Google credentials: {}", auth.origin());
-                let auth = Arc::new(auth);
-                google.insert(file, auth.clone());
-                Credentials::Gcp(auth)
-            }
-        })
     }
 }
