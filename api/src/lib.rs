@@ -25,6 +25,8 @@
 //! - [`media`]: data URLs and MIME types of images and files.
 //! - [`model`]: which model names are accepted (identifiers, never paths).
 //! - [`vertex`]: settings and URLs shared by the Vertex AI translators.
+//! - [`json`]: [`json::RawObject`], top-level surgery on a JSON object that
+//!   keeps every other value as the exact text it was.
 //! - [`golden`]: a golden-file test helper.
 
 pub mod chat;
@@ -35,6 +37,7 @@ pub mod envelope;
 pub mod events;
 pub mod golden;
 pub mod ids;
+pub mod json;
 pub mod media;
 pub mod model;
 pub mod responses;

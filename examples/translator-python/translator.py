@@ -98,10 +98,13 @@ def messages_of(ctx, req):
 
 
 class Translator(exports.Translator):
-    def validate_settings(self, settings):
+    def configure(self, settings):
+        """Checks the settings. Ollama's native API is no client's, so no
+        request passes through: every one is translated."""
         unknown = set(json.loads(settings)) - SETTINGS
         if unknown:
             raise Err(f"unknown setting(s) {', '.join(sorted(unknown))}; this translator takes {', '.join(sorted(SETTINGS))}")
+        return []
 
     def request(self, ctx, body):
         req = json.loads(body)

@@ -124,10 +124,24 @@ impl AccessLog {
         }
     }
 
-    /// Follows a canonical event stream: the record is written when the
-    /// stream is dropped, with what its terminal event said, or as
-    /// `client_closed` when it never got there.
-    pub fn follow(&mut self, events: BoxStream<'static, Value>) -> BoxStream<'static, Value> {
+    /// The tokens the answer used.
+    pub fn usage(&mut self, input: u64, output: u64) {
+        self.usage = Some((input, output));
+    }
+
+    /// How the answer ended (`completed`, `incomplete`, `failed`), or why
+    /// not: an error the client was told of midway.
+    pub fn ended(&mut self, outcome: &'static str, error: Option<&Error>) {
+        self.outcome = outcome;
+        if let Some(e) = error {
+            self.error = Some(crate::redact::redact_owned(e.to_string()));
+        }
+    }
+
+    /// The record, taken out to go with a stream that writes it when it is
+    /// dropped: as a 200 whose outcome the stream sets, `client_closed`
+    /// until it does.
+    pub fn take_for_stream(&mut self) -> AccessLog {
         let placeholder = AccessLog {
             id: String::new(),
             endpoint: self.endpoint,
@@ -145,10 +159,16 @@ impl AccessLog {
             moved: true,
         };
         let mut log = std::mem::replace(self, placeholder);
-        // The stream has begun: a 200, ending as its terminal event says,
-        // or cut off.
         log.status = 200;
         log.outcome = NO_ANSWER.1;
+        log
+    }
+
+    /// Follows a canonical event stream: the record is written when the
+    /// stream is dropped, with what its terminal event said, or as
+    /// `client_closed` when it never got there.
+    pub fn follow(&mut self, events: BoxStream<'static, Value>) -> BoxStream<'static, Value> {
+        let mut log = self.take_for_stream();
         events
             .inspect(move |event| {
                 if let Some(Value::Object(response)) = event.get("response")

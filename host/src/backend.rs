@@ -4,7 +4,8 @@
 use crate::config::{Auth, BackendConfig, ConfigError, StateKeeper, TranslatorLimits};
 use crate::credentials::{Credentials, gcp};
 use crate::error::Error;
-use crate::translator::{self, Context, Limits, Runtime, Translator};
+use crate::passthrough::Route;
+use crate::translator::{self, Api, Context, Limits, Runtime, Translator};
 use crate::upstream::Upstream;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,8 +17,8 @@ pub(crate) struct Backend {
     pub name: String,
     pub models: Vec<String>,
     /// The translators of the backend's kind, chosen by upstream model name
-    /// (first match). `None`: a translator this build does not have.
-    translators: Vec<(globset::GlobMatcher, String, Option<Arc<Translator>>)>,
+    /// (first match).
+    parts: Vec<Part>,
     pub upstream: Arc<Upstream>,
     /// Who keeps its Responses conversations.
     pub state: StateKeeper,
@@ -27,6 +28,19 @@ pub(crate) struct Backend {
     pub catalog: crate::catalog::Catalog,
     /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
     pub mints_item_ids: bool,
+}
+
+/// One translator of a backend, for the upstream models its glob matches.
+#[derive(Debug)]
+struct Part {
+    glob: globset::GlobMatcher,
+    /// A bundled kind, or a translator file.
+    name: String,
+    /// `None`: a translator this build does not have.
+    translator: Option<Arc<Translator>>,
+    /// The client APIs the upstream speaks itself, for these models, as the
+    /// translator declared them (`configure`).
+    passthrough: Vec<Route>,
 }
 
 impl Backend {
@@ -39,21 +53,30 @@ impl Backend {
 
     /// The translator for an upstream model.
     pub(crate) fn translator(&self, upstream_model: &str) -> Result<&Arc<Translator>, Error> {
-        match self
-            .translators
-            .iter()
-            .find(|(glob, _, _)| glob.is_match(upstream_model))
-        {
-            Some((_, _, Some(t))) => Ok(t),
-            Some((_, kind, None)) => Err(Error::Unsupported {
+        match self.parts.iter().find(|p| p.glob.is_match(upstream_model)) {
+            Some(Part {
+                translator: Some(t),
+                ..
+            }) => Ok(t),
+            Some(Part { name, .. }) => Err(Error::Unsupported {
                 message: format!(
-                    "model {upstream_model:?} needs the {kind} translator, which this build of llmproxy does not include"
+                    "model {upstream_model:?} needs the {name} translator, which this build of llmproxy does not include"
                 ),
                 param: Some("model".into()),
                 code: Some("model_not_supported".into()),
             }),
             None => Err(Error::ModelNotFound(upstream_model.to_string())),
         }
+    }
+
+    /// Where a client request in `api` for an upstream model passes through
+    /// to, when the upstream speaks that API itself.
+    pub(crate) fn passthrough(&self, api: Api, upstream_model: &str) -> Option<&Route> {
+        let part = self
+            .parts
+            .iter()
+            .find(|p| p.glob.is_match(upstream_model))?;
+        part.passthrough.iter().find(|r| r.api == api)
     }
 
     pub(crate) fn context(
@@ -134,7 +157,12 @@ impl<'a> Loader<'a> {
             let bundled = translator::bundled_kinds().any(|k| k == name);
             if cfg.translator.is_none() && !bundled {
                 // A part of a kind this build does not include.
-                translators.push((matcher, name, None));
+                translators.push(Part {
+                    glob: matcher,
+                    name,
+                    translator: None,
+                    passthrough: Vec::new(),
+                });
                 continue;
             }
             let key = (name.clone(), memory_mib, timeout_ms);
@@ -154,17 +182,25 @@ impl<'a> Loader<'a> {
                     t
                 }
             };
-            t.validate_settings(&settings)
+            let declared = t
+                .configure(&settings)
                 .await
                 .map_err(|e| ConfigError::at(&at, e))?;
-            translators.push((matcher, name, Some(t)));
+            let passthrough = Route::checked(declared)
+                .map_err(|e| ConfigError::at(&at, format!("the {name} translator {e}")))?;
+            translators.push(Part {
+                glob: matcher,
+                name,
+                translator: Some(t),
+                passthrough,
+            });
         }
         let credentials = credentials(cfg, &mut self.google).await?;
         let upstream = Arc::new(Upstream::new(cfg, credentials)?);
         Ok(Backend {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
-            translators,
+            parts: translators,
             upstream,
             state: cfg.state(),
             settings,

@@ -39,7 +39,9 @@ pub struct DryRun {
     /// The request the proxy would send upstream; `None` when it refused the
     /// request before sending anything (see `client`).
     pub upstream: Option<UpstreamCall>,
-    /// The canonical output: one Responses object, or the stream's events.
+    /// The canonical output: one Responses object, or the stream's events;
+    /// empty when the request passed through (the upstream speaks the
+    /// client's API, see the README, "Passthrough").
     pub canonical: Vec<Value>,
     /// What the client gets (only without a recorded answer is it absent).
     pub client: Option<ClientAnswer>,

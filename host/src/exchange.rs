@@ -162,19 +162,10 @@ impl Proxy {
         drop(held);
         let status = response.status().as_u16();
         log.upstream_answered(status);
-        let upstream_id = response
-            .headers()
-            .get("x-request-id")
-            .or_else(|| response.headers().get("request-id"))
-            .and_then(|v| v.to_str().ok())
-            .map(|id| crate::redact::redact(id).into_owned());
+        let upstream_id = upstream::request_id(response.headers());
         let headers = upstream::header_pairs(response.headers());
         let retry_after = upstream::retry_after(response.headers());
-        let is_sse = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let is_sse = upstream::is_event_stream(response.headers());
         let mut meta = ResponseMeta::new(&model);
         if plan.mint_id {
             // Upstream ids are not unique enough to key stored responses.

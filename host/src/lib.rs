@@ -132,6 +132,7 @@ mod conversation;
 mod credentials;
 #[cfg(feature = "server")]
 mod dry_run;
+mod egress;
 mod error;
 mod exchange;
 mod ids;
@@ -139,6 +140,7 @@ mod ingress;
 mod kinds;
 mod media;
 mod ops;
+mod passthrough;
 mod proxy;
 pub mod redact;
 mod routing;

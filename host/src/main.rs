@@ -344,6 +344,11 @@ async fn translate(
         }
         None => println!("=== no upstream request: the proxy refused the request\n"),
     }
+    if response.is_some() && run.canonical.is_empty() && run.upstream.is_some() {
+        println!(
+            "=== no canonical form: the upstream speaks the client's API, so the request and its answer passed through\n"
+        );
+    }
     if response.is_some() && !run.canonical.is_empty() {
         match run.canonical.as_slice() {
             [one] if one.get("object").is_some() => {

@@ -8,20 +8,22 @@ use crate::access::AccessLog;
 use crate::backend::Backend;
 use crate::config::StateKeeper;
 use crate::conversation::{ListQuery, Record, page, response_not_found};
+use crate::egress::{self, ChatAnswer, ChatBody, Frame};
 use crate::error::Error;
 use crate::exchange::Outcome;
+use crate::ingress::{self, chat::ChatHead};
+use crate::passthrough;
 use crate::proxy::{ClientApi, Proxy};
+use crate::translator::Api;
 use crate::translator::UpstreamRequest;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::StatusCode;
 use llmproxy_api::chat::{ChatChunk, ChatCompletion, ChatRequest};
-use llmproxy_api::chat_response::response_to_chat;
-use llmproxy_api::chat_stream::{ChatFrame, ChunkRenderer};
 use llmproxy_api::events::ResponseEvent;
 use llmproxy_api::responses::{CreateResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The events of a streamed response, in order; the last one is always
@@ -97,19 +99,14 @@ impl Proxy {
     ) -> Result<ChatCompletion, Error> {
         request.stream = None;
         request.stream_options = None;
-        let raw = to_bytes(&request)?;
-        let model = request.model.clone().unwrap_or_default();
         let mut log = AccessLog::start("chat", None);
-        match self
-            .execute_chat(&request, &raw, &mut log)
+        let answer = self
+            .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
-            .inspect_err(|e| log.failed(e))?
-        {
-            Outcome::Complete { response, .. } => {
-                failed_as_error(&response)?;
-                typed(response_to_chat(&response, &model))
-            }
-            Outcome::Stream { .. } => Err(Error::Internal(
+            .inspect_err(|e| log.failed(e))?;
+        match answer.body {
+            ChatBody::Whole(body) => typed_bytes(&body),
+            ChatBody::Stream(_) => Err(Error::Internal(
                 "a stream came back for a request without streaming".into(),
             )),
         }
@@ -123,25 +120,20 @@ impl Proxy {
         mut request: ChatRequest,
     ) -> Result<ChatCompletionStream, Error> {
         request.stream = Some(true);
-        let raw = to_bytes(&request)?;
-        let model = request.model.clone().unwrap_or_default();
-        let mut renderer = ChunkRenderer::new(&model, request.include_usage());
         let mut log = AccessLog::start("chat", None);
-        let events = match self
-            .execute_chat(&request, &raw, &mut log)
+        let answer = self
+            .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
-            .inspect_err(|e| log.failed(e))?
-        {
-            Outcome::Stream { events, .. } => events,
-            Outcome::Complete { .. } => return Err(not_streamed()),
+            .inspect_err(|e| log.failed(e))?;
+        let ChatBody::Stream(frames) = answer.body else {
+            return Err(not_streamed());
         };
-        Ok(events
-            .flat_map(move |event| futures_util::stream::iter(renderer.event(&event)))
+        Ok(frames
             .filter_map(|frame| async move {
                 match frame {
-                    ChatFrame::Chunk(chunk) => Some(typed(chunk)),
-                    ChatFrame::Error(error) => Some(Err(stream_error(&error))),
-                    ChatFrame::Done => None,
+                    Frame::Chunk(chunk) => Some(typed_bytes(&chunk)),
+                    Frame::Error(error) => Some(Err(egress::stream_error(&error))),
+                    Frame::Done => None,
                 }
             })
             .boxed())
@@ -286,19 +278,42 @@ impl Proxy {
         }
     }
 
-    /// A Chat request through the canonical path: converted, reasoning state
-    /// the client cannot carry restored, and run with the client's own
-    /// request (`raw`) as extras, for Chat-only parameters.
-    pub(crate) async fn execute_chat(
+    /// A Chat request - the client's JSON `body`, its `head` read: passed
+    /// through where the backend's upstream speaks Chat itself, else
+    /// converted and run through the canonical path.
+    pub(crate) async fn chat(
         &self,
-        chat: &ChatRequest,
-        raw: &[u8],
+        body: Bytes,
+        head: &ChatHead,
         log: &mut AccessLog,
-    ) -> Result<Outcome, Error> {
-        let (canonical, extras) =
-            crate::ingress::chat::to_canonical(chat, raw, &self.inner.signatures)?;
-        self.execute(canonical, ClientApi::Chat { extras: &extras }, log)
-            .await
+    ) -> Result<ChatAnswer, Error> {
+        let backend = self.route(&head.model)?;
+        let upstream_model = backend.upstream_model(&head.model);
+        let Some(route) = backend
+            .passthrough(Api::ChatCompletions, &upstream_model)
+            .cloned()
+        else {
+            let chat = ingress::chat::parse(&body)?;
+            let (canonical, extras) =
+                ingress::chat::to_canonical(&chat, &body, &self.inner.signatures)?;
+            let outcome = self
+                .execute(canonical, ClientApi::Chat { extras: &extras }, log)
+                .await?;
+            return egress::from_canonical(outcome, &head.model, head.include_usage);
+        };
+        backend.upstream.check_model(&upstream_model)?;
+        log.routed(&head.model, &backend.name, head.stream);
+        log.watch(self.cutoff.clone());
+        let cutoff = self.cutoff.clone();
+        let result = tokio::select! {
+            result = passthrough::chat(backend, &route, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
+            () = self.cutoff.reached() => Err(Error::ShuttingDown),
+        };
+        result.map_err(|e| {
+            let e = e.redacted();
+            log.failed(&e);
+            e
+        })
     }
 }
 
@@ -319,51 +334,9 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {
         .map_err(|e| Error::Internal(format!("the proxy produced an answer it cannot type: {e}")))
 }
 
-/// The error a Chat stream's error frame (`{"error": {...}}`) reports.
-fn stream_error(frame: &Value) -> Error {
-    let field = |k: &str| {
-        frame
-            .get("error")
-            .and_then(|e| e.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    Error::Upstream {
-        status: 502,
-        message: field("message").unwrap_or_else(|| "The stream failed.".into()),
-        error_type: field("type"),
-        code: field("code"),
-        param: field("param"),
-        retry_after: None,
-    }
-}
-
-/// A failed canonical response is an error for a Chat client.
-pub(crate) fn failed_as_error(response: &Map<String, Value>) -> Result<(), Error> {
-    if response.get("status").and_then(Value::as_str) != Some("failed") {
-        return Ok(());
-    }
-    let error = response.get("error");
-    let field = |k: &str| {
-        error
-            .and_then(|e| e.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let code = field("code");
-    let status = match code.as_deref() {
-        Some("rate_limit_exceeded" | "insufficient_quota") => 429,
-        Some("context_length_exceeded" | "invalid_prompt" | "invalid_request_error") => 400,
-        _ => 502,
-    };
-    Err(Error::Upstream {
-        status,
-        message: field("message").unwrap_or_else(|| "The response failed.".into()),
-        error_type: None,
-        code,
-        param: None,
-        retry_after: None,
-    })
+fn typed_bytes<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::Internal(format!("the proxy produced an answer it cannot type: {e}")))
 }
 
 /// What a stored-response operation answered.

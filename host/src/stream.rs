@@ -12,36 +12,128 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// The events of an upstream's SSE body, in order, read within the
+/// backend's idle timeout and the exchange's deadline, and ended early by
+/// the server's shutdown cutoff. Event names and data are scrubbed of
+/// secrets before anything reads them.
+pub(crate) struct UpstreamEvents {
+    backend: Arc<Backend>,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    parser: SseParser,
+    /// Events read but not yet taken: one read can bring many, and each is
+    /// passed on as soon as it is handled.
+    queue: VecDeque<SseEvent>,
+    /// The upstream body has ended (its last events may still be queued).
+    ended: bool,
+    deadline: Instant,
+    cutoff: Cutoff,
+}
+
+impl UpstreamEvents {
+    pub(crate) fn new(
+        backend: Arc<Backend>,
+        response: reqwest::Response,
+        (deadline, cutoff): (Instant, Cutoff),
+    ) -> Self {
+        UpstreamEvents {
+            backend,
+            body: response.bytes_stream().boxed(),
+            parser: SseParser::default(),
+            queue: VecDeque::new(),
+            ended: false,
+            deadline,
+            cutoff,
+        }
+    }
+
+    /// The backend the events come from.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The next event; `None` once the body has ended.
+    pub(crate) async fn next(&mut self) -> Result<Option<SseEvent>, Error> {
+        loop {
+            if let Some(mut sse) = self.queue.pop_front() {
+                // Scrubbed before a translator or a client sees it.
+                if let Cow::Owned(clean) = crate::redact::redact(&sse.event) {
+                    sse.event = clean;
+                }
+                if let Cow::Owned(clean) = crate::redact::redact(&sse.data) {
+                    sse.data = clean;
+                }
+                return Ok(Some(sse));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            self.read().await?;
+        }
+    }
+
+    /// Reads the next piece of the body into the queue.
+    async fn read(&mut self) -> Result<(), Error> {
+        let timeouts = &self.backend.upstream.timeouts;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let wait = timeouts.idle.min(left);
+        let next = tokio::select! {
+            next = tokio::time::timeout(wait, self.body.next()) => next,
+            () = self.cutoff.reached() => return Err(Error::ShuttingDown),
+        };
+        let mut events = Vec::new();
+        let parsed = match next {
+            Err(_) => {
+                return Err(Error::UpstreamTimeout {
+                    backend: self.backend.name.clone(),
+                    detail: timeouts.stalled("the event stream", wait, left),
+                });
+            }
+            Ok(Some(Err(e))) => {
+                return Err(match self.backend.upstream.transport_error(&e) {
+                    Error::UpstreamUnreachable { backend, detail } => Error::BadUpstream {
+                        backend,
+                        detail: format!("the event stream broke off: {detail}"),
+                    },
+                    other => other,
+                });
+            }
+            Ok(Some(Ok(chunk))) => self.parser.feed(&chunk, &mut events),
+            Ok(None) => {
+                self.ended = true;
+                self.parser.finish(&mut events)
+            }
+        };
+        parsed.map_err(|detail| Error::BadUpstream {
+            backend: self.backend.name.clone(),
+            detail,
+        })?;
+        self.queue.extend(events);
+        Ok(())
+    }
+}
+
 /// State of one streamed exchange.
 struct StreamState {
-    backend: Arc<Backend>,
+    upstream: UpstreamEvents,
     /// Set for Chat clients: where to remember provider reasoning state.
     learn: Option<Arc<SignatureCache>>,
     /// Reasoning seen since the last call.
     learner: Learner,
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    parser: SseParser,
     translator: StreamInstance,
     guard: StreamGuard,
-    /// Upstream events read but not yet translated: one read can bring many,
-    /// and each is passed on as soon as it is translated.
-    upstream: VecDeque<SseEvent>,
-    /// The upstream body has ended (its last events may still be queued).
-    upstream_ended: bool,
     pending: VecDeque<Value>,
-    deadline: Instant,
-    cutoff: Cutoff,
     done: bool,
 }
 
 impl StreamState {
     fn fail(&mut self, err: Error) {
         let err = err.redacted();
-        tracing::warn!(backend = %self.backend.name, "stream failed: {err}");
+        tracing::warn!(backend = %self.upstream.backend().name, "stream failed: {err}");
         self.pending.extend(self.guard.fail(&err));
         self.done = true;
     }
@@ -82,74 +174,27 @@ impl StreamState {
         }
     }
 
-    /// Reads the next piece of the upstream body and maps it.
-    /// Translates one queued upstream event, or reads more of the upstream
-    /// body, or - at its end - finishes the stream.
+    /// Translates the next upstream event or - at the body's end - finishes
+    /// the stream.
     async fn step(&mut self) {
-        if let Some(sse) = self.upstream.pop_front() {
-            // Scrubbed before the translator sees it (see `run`).
-            let event = crate::redact::redact(&sse.event);
-            let data = crate::redact::redact(&sse.data);
-            match self.translator.push(&event, &data).await {
+        match self.upstream.next().await {
+            Ok(Some(sse)) => match self.translator.push(&sse.event, &sse.data).await {
                 Ok(out) => self.accept(out),
                 Err(e) => self.fail(e),
-            }
-            return;
-        }
-        if self.upstream_ended {
-            match self.translator.finish().await {
-                Ok(out) => self.accept(out),
-                Err(e) => return self.fail(e),
-            }
-            if !self.done {
-                let name = self.backend.name.clone();
-                self.pending.extend(self.guard.end(&name));
-                self.done = true;
-            }
-            return;
-        }
-        let idle = self.backend.upstream.timeouts.idle;
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let wait = idle.min(left);
-        let mut events = Vec::new();
-        let next = tokio::select! {
-            next = tokio::time::timeout(wait, self.body.next()) => next,
-            () = self.cutoff.reached() => return self.fail(Error::ShuttingDown),
-        };
-        let parsed = match next {
-            Err(_) => {
-                return self.fail(Error::UpstreamTimeout {
-                    backend: self.backend.name.clone(),
-                    detail: self
-                        .backend
-                        .upstream
-                        .timeouts
-                        .stalled("the event stream", wait, left),
-                });
-            }
-            Ok(Some(Err(e))) => {
-                let err = match self.backend.upstream.transport_error(&e) {
-                    Error::UpstreamUnreachable { backend, detail } => Error::BadUpstream {
-                        backend,
-                        detail: format!("the event stream broke off: {detail}"),
-                    },
-                    other => other,
-                };
-                return self.fail(err);
-            }
-            Ok(Some(Ok(chunk))) => self.parser.feed(&chunk, &mut events),
+            },
             Ok(None) => {
-                self.upstream_ended = true;
-                self.parser.finish(&mut events)
+                match self.translator.finish().await {
+                    Ok(out) => self.accept(out),
+                    Err(e) => return self.fail(e),
+                }
+                if !self.done {
+                    let name = self.upstream.backend().name.clone();
+                    self.pending.extend(self.guard.end(&name));
+                    self.done = true;
+                }
             }
-        };
-        if let Err(detail) = parsed {
-            return self.fail(Error::BadUpstream {
-                backend: self.backend.name.clone(),
-                detail,
-            });
+            Err(e) => self.fail(e),
         }
-        self.upstream.extend(events);
     }
 }
 
@@ -163,18 +208,12 @@ pub(crate) fn canonical_stream(
     learn: Option<Arc<SignatureCache>>,
 ) -> BoxStream<'static, Value> {
     let state = StreamState {
-        backend,
+        upstream: UpstreamEvents::new(backend, response, (deadline, cutoff)),
         learn,
         learner: Learner::default(),
-        body: response.bytes_stream().boxed(),
-        parser: SseParser::default(),
         translator,
         guard,
-        upstream: VecDeque::new(),
-        upstream_ended: false,
         pending: VecDeque::new(),
-        deadline,
-        cutoff,
         done: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {

@@ -597,6 +597,24 @@ pub(crate) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The upstream's id for a request (`x-request-id` or `request-id`),
+/// scrubbed of secrets.
+pub(crate) fn request_id(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .or_else(|| headers.get("request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(|id| crate::redact::redact(id).into_owned())
+}
+
+/// Whether a response is an event stream (`text/event-stream`).
+pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
 /// Statuses worth a retry when the backend has `retries` (as the OpenAI
 /// client libraries do): timeout, conflict, rate limit, server errors.
 fn is_retryable(status: http::StatusCode) -> bool {

@@ -45,17 +45,18 @@ pub mod bindings {
 }
 
 pub use bindings::exports::llmproxy::translator::translator::{
-    Context, Error, ErrorInfo, Headers, Media, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Api, Context, Error, ErrorInfo, Headers, Media, Passthrough, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
 };
 
 /// The WIT package version this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A translator: request and response mapping for one upstream wire format.
 ///
-/// The host creates a fresh component instance per client request and calls
-/// [`Translator::request`] and then either [`Translator::response`] or
-/// [`Translator::stream`] on it.
+/// For each client request the host calls [`Translator::request`] and then
+/// either [`Translator::response`] or [`Translator::stream`] on one instance,
+/// which it may reuse for a later request: keep no state between requests.
 pub trait Translator {
     /// The state kept while mapping one upstream event stream.
     type Stream: EventStream;
@@ -72,6 +73,15 @@ pub trait Translator {
             },
             Err(e) => Err(format!("settings are not a JSON object: {e}")),
         }
+    }
+
+    /// The client APIs the backend's upstream speaks itself (given its
+    /// checked `settings`): the host passes such requests through unchanged
+    /// but for the model name, without calling [`Translator::request`] (see
+    /// the WIT package's `configure`). The default: none.
+    fn passthrough(settings: &str) -> Vec<Passthrough> {
+        let _ = settings;
+        Vec::new()
     }
 
     /// Maps a canonical Responses request (JSON bytes) to the upstream request.
@@ -323,10 +333,16 @@ macro_rules! export_translator {
             impl wit::Guest for Component {
                 type EventStream = StreamResource;
 
-                fn validate_settings(
+                fn configure(
                     settings: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    <$translator as $crate::Translator>::validate_settings(&settings)
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<wit::Passthrough>,
+                    ::std::string::String,
+                > {
+                    <$translator as $crate::Translator>::validate_settings(&settings)?;
+                    ::core::result::Result::Ok(
+                        <$translator as $crate::Translator>::passthrough(&settings),
+                    )
                 }
 
                 fn request(

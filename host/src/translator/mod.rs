@@ -32,7 +32,7 @@ mod bindings {
 }
 
 use bindings::exports::llmproxy::translator::translator as wit;
-pub use wit::{Context, Media, UpstreamRequest, UpstreamResponse};
+pub use wit::{Api, Context, Media, Passthrough, UpstreamRequest, UpstreamResponse};
 
 /// Why a translator could not be loaded, when a config loads.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub(crate) enum Requested {
 /// The WIT interface every translator must export, at this exact version.
 pub(crate) const INTERFACE: &str = "llmproxy:translator/translator";
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How often the epoch ticks; call deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(5);
@@ -501,11 +501,12 @@ impl Translator {
         })
     }
 
-    /// Asks the translator whether it accepts a backend's settings.
-    pub(crate) async fn validate_settings(
+    /// Asks the translator whether it accepts a backend's settings, and
+    /// which client APIs that backend's upstream speaks itself.
+    pub(crate) async fn configure(
         self: &Arc<Self>,
         settings: &str,
-    ) -> Result<(), LoadError> {
+    ) -> Result<Vec<Passthrough>, LoadError> {
         let fault = |e: Error| LoadError::Translator {
             name: format!("{:?}", self.name),
             detail: e.to_string(),
@@ -513,11 +514,9 @@ impl Translator {
         let mut instance = self.instantiate().await.map_err(fault)?;
         let guest = instance.bindings.llmproxy_translator_translator();
         arm(&mut instance.store, self.deadline_ticks);
-        let result = guest
-            .call_validate_settings(&mut instance.store, settings)
-            .await;
+        let result = guest.call_configure(&mut instance.store, settings).await;
         match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(passthrough)) => Ok(passthrough),
             Ok(Err(message)) => Err(LoadError::Settings {
                 translator: self.name.clone(),
                 message,

@@ -527,8 +527,8 @@ fn translate_shows_the_upstream_request_and_the_mapped_answer_offline() {
         "the Chat request as sent: {out}"
     );
     assert!(
-        out.contains("=== canonical response (Responses)\n{\n  \"status\": \"completed\""),
-        "{out}"
+        out.contains("=== no canonical form: the upstream speaks the client's API"),
+        "a Chat request to a Chat upstream passes through: {out}"
     );
     assert!(
         out.contains("=== Chat Completions client gets HTTP 200 (application/json)"),
@@ -1085,8 +1085,9 @@ async fn quoted_secrets_reach_neither_client_nor_log() {
          [[backends]]\nname = \"vx\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"gemini-*\"]\nauth = {{ gcp_credentials_file = {vertex_creds:?} }}\n{settings}\n\
          [[backends]]\nname = \"au\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-au-*\"]\nauth = {{ gcp_credentials_file = {user:?} }}\n{settings}\n\
          [[backends]]\nname = \"sa\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-sa-*\"]\nauth = {{ gcp_credentials_file = {service:?} }}\n{settings}\n\
+         [[backends]]\nname = \"oa\"\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"gpt-*\"]\nauth = {{ bearer_file = {key_file:?} }}\n\
          [[backends]]\nname = \"or\"\nkind = \"openresponses\"\nbase_url = \"{}\"\nmodels = [\"*\"]\nauth = {{ bearer_file = {key_file:?} }}\n",
-        up.base_url
+        up.base_url, up.base_url
     );
     let path = config_file("leaks", &toml);
     let mut proxy = spawn(
@@ -1160,7 +1161,48 @@ async fn quoted_secrets_reach_neither_client_nor_log() {
     let (status, text) = ask("/v1/chat/completions", chat("or-m", false)).await;
     assert_eq!(status, 401, "{text}");
 
-    // 3. Token endpoints that answer 400 quoting the form they were sent.
+    // 3. A Chat upstream the Chat requests pass through to, quoting the key
+    // in 2xx answers - whole, in stream chunks, in a stream's error frame -
+    // and in an error status.
+    let quoted = "{auth} / {bearer_url} / {bearer}";
+    for (stream, reply) in [
+        (
+            false,
+            Reply::Echo(
+                200,
+                "application/json",
+                format!(
+                    "{{\"id\":\"c\",\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{quoted} {KEY_JSON}\"}},\"finish_reason\":\"stop\"}}]}}"
+                ),
+            ),
+        ),
+        (
+            true,
+            Reply::Echo(
+                200,
+                "text/event-stream",
+                format!(
+                    "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{quoted}\"}},\"finish_reason\":null}}]}}\n\ndata: {{\"error\":{{\"message\":\"{quoted} {KEY_JSON}\",\"type\":\"server_error\"}}}}\n\n"
+                ),
+            ),
+        ),
+        (
+            false,
+            Reply::Echo(
+                500,
+                "application/json",
+                format!(
+                    "{{\"error\":{{\"message\":\"{quoted} {KEY_JSON}\",\"type\":\"server_error\"}}}}"
+                ),
+            ),
+        ),
+    ] {
+        up.script([reply]);
+        let (_, text) = ask("/v1/chat/completions", chat("gpt-4o", stream)).await;
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    // 4. Token endpoints that answer 400 quoting the form they were sent.
     let quoting = r#"{"error":"invalid_grant","error_description":"bad form: {body_json}"}"#;
     for model in ["claude-au-x", "claude-sa-x"] {
         for reply in [

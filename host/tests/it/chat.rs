@@ -262,6 +262,78 @@ async fn chat_stream_with_parallel_and_no_argument_tool_calls() {
     );
 }
 
+/// A Chat stream to a Chat upstream passes through: the client's model name
+/// on every chunk, usage asked of the upstream for the log but shown only
+/// to a client that asked for it, and an upstream's error frame ends it.
+#[tokio::test]
+async fn passthrough_streams_show_usage_only_when_asked() {
+    let (up, proxy) = openai_proxy("[backends.model_map]\nfast = \"gpt-x-2026\"\n").await;
+    let body =
+        json!({"model": "fast", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let raw = chat_stream_raw(&proxy, &body).await;
+    let sent = up.last().body;
+    assert_eq!(sent["model"], "gpt-x-2026");
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    let a = assemble(&raw);
+    assert_eq!(a.text, "Hello from gpt-x-2026");
+    assert!(a.usage.is_empty() && a.usage_nulls == 0, "{raw}");
+    assert!(!raw.contains("\"usage\""), "{raw}");
+    assert!(
+        !raw.contains("gpt-x-2026\","),
+        "the client's model name: {raw}"
+    );
+    assert!(raw.contains("\"model\":\"fast\""), "{raw}");
+    assert!(a.done);
+
+    let mut asked = body.clone();
+    asked["stream_options"] = json!({"include_usage": true});
+    let (_, a) = chat_stream(&proxy, &asked).await;
+    assert_eq!(a.usage.len(), 1);
+    assert_eq!(a.usage[0]["total_tokens"], 18);
+
+    // The upstream's own error frame ends the stream: no [DONE].
+    up.script([Reply::Sse {
+        chunks: vec![
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x-2026\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"},\"finish_reason\":null}]}\n\n".into(),
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":\"overloaded\"}}\n\n".into(),
+            "data: [DONE]\n\n".into(),
+        ],
+        delay: Duration::ZERO,
+        then_hang: false,
+    }]);
+    let (status, a) = chat_stream(&proxy, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(a.text, "par");
+    assert_eq!(a.errors.len(), 1);
+    assert_eq!(a.errors[0]["error"]["code"], "overloaded");
+    assert!(!a.done, "no [DONE] after the error frame");
+}
+
+/// A Chat upstream that answers a streaming request with one whole
+/// `chat.completion` is streamed to the client all the same.
+#[tokio::test]
+async fn a_whole_answer_to_a_stream_comes_as_chunks() {
+    let (up, proxy) = openai_proxy("").await;
+    up.script([Reply::Json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Whole", "tool_calls": [
+                   {"id": "call_1", "type": "function", "function": {"name": "now", "arguments": ""}}]},
+                   "finish_reason": "tool_calls"}],
+               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}),
+        vec![],
+    )]);
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, a) = chat_stream(&proxy, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(a.text, "Whole");
+    assert_eq!(a.calls, [(0, "call_1".into(), "now".into(), "{}".into())]);
+    assert_eq!(a.finish, ["tool_calls"]);
+    assert!(a.usage.is_empty(), "not asked for");
+    assert!(a.done);
+}
+
 #[tokio::test]
 async fn chat_n_above_one_gets_every_choice_from_a_chat_backend() {
     let (_up, proxy) = openai_proxy("").await;
@@ -272,11 +344,26 @@ async fn chat_n_above_one_gets_every_choice_from_a_chat_backend() {
     assert_eq!(choices.len(), 2);
     assert_eq!(choices[1]["index"], 1);
     assert_eq!(choices[1]["message"]["content"], "Hello from m #1");
+    // Streamed too: the chunks of every choice pass through.
     let mut body = body;
     body["stream"] = json!(true);
-    let (status, _, v) = proxy.post("/v1/chat/completions", &body).await;
-    assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"]["param"], "n");
+    let raw = chat_stream_raw(&proxy, &body).await;
+    let indexes: std::collections::BTreeSet<u64> = raw
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .flat_map(|d| {
+            let v: Value = serde_json::from_str(d).unwrap();
+            v["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["index"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(indexes, [0, 1].into(), "{raw}");
+    assert!(raw.ends_with("data: [DONE]\n\n"), "{raw}");
 }
 
 #[tokio::test]
@@ -412,8 +499,8 @@ async fn a_chat_stream_that_breaks_ends_with_an_error_frame_not_done() {
     let (up, proxy) = openai_proxy("").await;
     up.script([Reply::Sse {
         chunks: vec![
-            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n".into(),
-            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"partial\"}}]}\n\n".into(),
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n".into(),
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"partial\"}}]}\n\n".into(),
         ],
         delay: Duration::ZERO,
         then_hang: false,
@@ -431,7 +518,9 @@ async fn a_chat_stream_that_breaks_ends_with_an_error_frame_not_done() {
 
 #[tokio::test]
 async fn chat_request_errors_are_openai_shaped() {
-    let (up, proxy) = openai_proxy("").await;
+    // A converting backend (Chat clients to OpenAI's Responses API): the
+    // proxy checks the request itself, and sends nothing.
+    let (up, proxy) = openai_proxy("settings = { api = \"responses\" }\n").await;
     for (body, status, param) in [
         (
             json!({"messages": [{"role": "user", "content": "hi"}]}),
@@ -454,6 +543,11 @@ async fn chat_request_errors_are_openai_shaped() {
             400,
             Some("messages"),
         ),
+        (
+            json!({"model": "m", "stream": "yes", "messages": []}),
+            400,
+            Some("stream"),
+        ),
     ] {
         let (s, _, v) = proxy.post("/v1/chat/completions", &body).await;
         assert_eq!(s, status, "{body}: {v}");
@@ -461,6 +555,30 @@ async fn chat_request_errors_are_openai_shaped() {
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
     assert!(up.received().is_empty());
+    // A Chat upstream judges a Chat request itself (it passes through), and
+    // its 400 comes back OpenAI-shaped; what the proxy reads - the model,
+    // `stream` - it still checks first.
+    let (up, proxy) = openai_proxy("").await;
+    for (body, param, sent) in [
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            Some("model"),
+            false,
+        ),
+        (
+            json!({"model": "m", "stream": 1, "messages": []}),
+            Some("stream"),
+            false,
+        ),
+        (json!({"model": "m"}), Some("messages"), true),
+    ] {
+        let before = up.received().len();
+        let (s, _, v) = proxy.post("/v1/chat/completions", &body).await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert_eq!(v["error"]["param"].as_str(), param, "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(up.received().len() > before, sent, "{body}");
+    }
 }
 
 #[tokio::test]

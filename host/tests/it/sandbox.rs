@@ -106,7 +106,7 @@ async fn bad_translator_files_are_refused_at_startup() {
     std::fs::write(&other_path, &other).unwrap();
     let e = proxy_error(&format!("{base}translator = {{ path = {other_path:?} }}\n")).await;
     assert!(
-        e.contains("it exports llmproxy:translator/translator@0.0.1, but this llmproxy supports llmproxy:translator/translator@0.1.0"),
+        e.contains("it exports llmproxy:translator/translator@0.0.1, but this llmproxy supports llmproxy:translator/translator@0.2.0"),
         "{e}"
     );
     // Not a translator at all.
@@ -248,11 +248,10 @@ async fn a_translator_gets_no_environment_files_network_or_credentials() {
         "Bearer sk-snooped-upstream-key",
         "the host adds the key after the translator"
     );
+    // The Chat request's own parameters, not its conversation again.
+    let extras = seen["given"]["extras"].as_str().unwrap();
     assert!(
-        seen["given"]["extras"]
-            .as_str()
-            .unwrap()
-            .contains("messages"),
+        extras.contains("\"chat\"") && !extras.contains("messages"),
         "{seen}"
     );
     let text = seen.to_string();

@@ -625,11 +625,17 @@ async fn requests_a_translator_cannot_map_are_refused_up_front() {
         );
         assert!(message.contains("64.0 MiB"), "{message}");
     }
-    let chat = json!({"model": "gpt-5", "messages": [{"role": "user", "content": big}]});
+    let chat = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": big}]});
     let (status, _, v) = small.post("/v1/chat/completions", &chat).await;
     assert_eq!(status, 413, "{v}");
     assert!(up.received().is_empty());
     assert!(fake.hits().is_empty());
+    // A Chat request to a Chat upstream passes through: no translator maps
+    // it, so no translator limit applies (the body limit does).
+    let chat = json!({"model": "gpt-5", "messages": [{"role": "user", "content": big}]});
+    let (status, _, v) = small.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(up.received().len(), 1);
 
     // The default limits agree: what the body limit lets in is mapped.
     let proxy = sized_proxy(&fake, &up, "").await;

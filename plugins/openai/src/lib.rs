@@ -3,12 +3,13 @@
 //! Two upstream APIs, chosen by the setting `api`:
 //!
 //! - `"chat"` (default): `POST {base_url}/chat/completions`, which vLLM,
-//!   Ollama, llama.cpp, Groq, DeepSeek, xAI and OpenAI all serve. A request
-//!   from a Chat client is sent as the client wrote it - every field, known
-//!   or not - with only `model` rewritten and, for streams, usage requested;
-//!   a Responses request is converted (`llmproxy_api::chat_request`).
-//!   Answers (and `reasoning_content`) are mapped to canonical Responses
-//!   output.
+//!   Ollama, llama.cpp, Groq, DeepSeek, xAI and OpenAI all serve. Requests
+//!   from Chat clients pass through (declared in [`Translator::passthrough`]:
+//!   the host sends them as the client wrote them - every field, known or
+//!   not - with only `model` rewritten and, for streams, usage requested,
+//!   and passes the answers back). A Responses request is converted
+//!   (`llmproxy_api::chat_request`), and its answers (and
+//!   `reasoning_content`) mapped to canonical Responses output.
 //! - `"responses"`: `POST {base_url}/responses` (OpenAI's Responses API), a
 //!   pass-through like the openresponses translator. Reasoning items carrying
 //!   another provider's state are dropped, and Chat-only parameters refused.
@@ -22,18 +23,18 @@
 //! Converted requests get namespace and custom tools as function tools, and
 //! their calls back as the client offered them (`llmproxy_api::tools`).
 
+use llmproxy_sdk::api::ENVELOPE_PREFIX;
 use llmproxy_sdk::api::chat_request::{ChatOptions, responses_to_chat};
 use llmproxy_sdk::api::responses::CreateResponse;
 use llmproxy_sdk::api::tools::{self, HostedTools, Restorer, ToolNames};
-use llmproxy_sdk::api::{ENVELOPE_PREFIX, Extras};
 use llmproxy_sdk::chat::{self, ChatStream};
 use llmproxy_sdk::json::RawObject;
 use llmproxy_sdk::{
-    Context, Error, EventStream, Headers, Translator, UpstreamRequest, UpstreamResponse,
-    passthrough,
+    Api as ClientApi, Context, Error, EventStream, Headers, Passthrough, Translator,
+    UpstreamRequest, UpstreamResponse, passthrough,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The OpenAI translator.
 #[derive(Debug)]
@@ -133,12 +134,22 @@ impl Translator for OpenAi {
         Settings::parse(settings).map(drop)
     }
 
+    fn passthrough(settings: &str) -> Vec<Passthrough> {
+        match Settings::parse(settings) {
+            Ok(s) if s.api() == Api::Chat => vec![Passthrough {
+                api: ClientApi::ChatCompletions,
+                method: "POST".into(),
+                path: s.path(),
+                headers: Vec::new(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
         let settings = settings(ctx)?;
-        let extras = llmproxy_sdk::extras(ctx)?;
         let mut state = String::new();
         let body = match settings.api() {
-            Api::Chat if extras.chat.is_some() => chat_passthrough(ctx, &extras)?,
             Api::Chat => {
                 let mut request: CreateResponse = serde_json::from_slice(body)
                     .map_err(|e| Error::invalid(format!("invalid Responses request: {e}"), None))?;
@@ -162,6 +173,7 @@ impl Translator for OpenAi {
                 serde_json::to_vec(&chat).map_err(json_error)?
             }
             Api::Responses => {
+                let extras = llmproxy_sdk::extras(ctx)?;
                 llmproxy_sdk::refuse_chat_only(&extras, &[], "the OpenAI Responses API")?;
                 responses_passthrough(ctx, body)?
             }
@@ -186,40 +198,6 @@ impl Translator for OpenAi {
             _ => Stream::Chat(Box::default(), Restorer::new(tool_names(&state))),
         }
     }
-}
-
-/// The Chat client's own request, with `model` rewritten and - for streams -
-/// `stream_options.include_usage` set (the canonical stream needs usage; the
-/// host shows the usage chunk only to clients that asked for it).
-fn chat_passthrough(ctx: &Context, extras: &Extras) -> Result<Vec<u8>, Error> {
-    if ctx.streaming
-        && extras
-            .chat
-            .as_ref()
-            .and_then(|c| c.n)
-            .is_some_and(|n| n > 1)
-    {
-        return Err(Error::unsupported(
-            "`n` above 1 is supported only without streaming",
-            Some("n"),
-        ));
-    }
-    let outer = RawObject::parse(ctx.extras.as_bytes()).map_err(json_error)?;
-    let raw = outer
-        .get("chat")
-        .ok_or_else(|| Error::internal("extras without the Chat request"))?;
-    let mut chat = RawObject::parse(raw.get().as_bytes()).map_err(json_error)?;
-    chat.set("model", &ctx.upstream_model).map_err(json_error)?;
-    if ctx.streaming {
-        chat.set("stream", true).map_err(json_error)?;
-        let mut options = match chat.get_as::<Value>("stream_options") {
-            Ok(Some(Value::Object(o))) => o,
-            _ => serde_json::Map::new(),
-        };
-        options.insert("include_usage".into(), json!(true));
-        chat.set("stream_options", options).map_err(json_error)?;
-    }
-    Ok(chat.to_vec())
 }
 
 /// The canonical request for OpenAI's Responses API: `model` and `stream`

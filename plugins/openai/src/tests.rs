@@ -18,49 +18,19 @@ fn body_json(req: &UpstreamRequest) -> Value {
 }
 
 #[test]
-fn chat_client_request_arrives_as_sent_with_model_rewritten() {
-    let chat = json!({
-        "model": "gpt-x", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}], "name": "ann"}],
-        "stop": ["END"], "seed": 7, "n": 2, "logit_bias": {"1": -1}, "top_k": 40,
-        "chat_template_kwargs": {"enable_thinking": false}, "max_tokens": 10
-    });
-    let c = ctx(false, "{}", Some(json!({"chat": chat})));
-    let req = OpenAi::request(&c, b"{\"model\":\"gpt-x\"}").unwrap();
-    assert_eq!(req.path, "/chat/completions");
-    let mut want = chat.clone();
-    want["model"] = json!("gpt-x-2026");
-    assert_eq!(body_json(&req), want);
-    // Byte for byte apart from the model: order and number formats kept.
-    let text = String::from_utf8(req.body).unwrap();
-    assert_eq!(text, want.to_string());
-}
-
-#[test]
-fn streamed_chat_asks_for_usage_and_keeps_other_stream_options() {
-    let chat = json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "stream": true,
-                      "stream_options": {"include_obfuscation": false}});
-    let c = ctx(true, "{}", Some(json!({"chat": chat})));
-    let req = OpenAi::request(&c, b"{}").unwrap();
-    let sent = body_json(&req);
+fn chat_clients_pass_through_to_chat_upstreams_only() {
+    let chat = |settings: &str| OpenAi::passthrough(settings);
+    let declared = chat("{}");
+    assert_eq!(declared.len(), 1);
+    assert!(matches!(declared[0].api, ClientApi::ChatCompletions));
     assert_eq!(
-        sent["stream_options"],
-        json!({"include_obfuscation": false, "include_usage": true})
+        (declared[0].method.as_str(), declared[0].path.as_str()),
+        ("POST", "/chat/completions")
     );
-    assert_eq!(sent["stream"], true);
-    assert!(
-        req.headers
-            .contains(&("accept".into(), "text/event-stream".into()))
-    );
-}
-
-#[test]
-fn streamed_n_above_one_is_refused() {
-    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true, "n": 3});
-    let err = OpenAi::request(&ctx(true, "{}", Some(json!({"chat": chat}))), b"{}").unwrap_err();
-    assert!(
-        matches!(&err, Error::Unsupported(i) if i.param.as_deref() == Some("n")),
-        "{err:?}"
-    );
+    assert!(declared[0].headers.is_empty());
+    assert_eq!(chat(r#"{"path":"/v2/chat"}"#)[0].path, "/v2/chat");
+    // OpenAI's Responses API is not Chat: Chat clients are converted.
+    assert!(chat(r#"{"api":"responses"}"#).is_empty());
 }
 
 #[test]

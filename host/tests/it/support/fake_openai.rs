@@ -670,6 +670,14 @@ async fn chat(headers: &HeaderMap, body: &Value) -> Response {
         }
     }
     chunks.push(chunk(json!({}), Some(finish)));
+    // Further choices (`n`), each whole in one chunk, as OpenAI may send them.
+    for i in 1..n {
+        chunks.push(format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1767000000, "model": model,
+            "choices": [{"index": i, "delta": {"role": "assistant", "content": format!("{text} #{i}")}, "logprobs": null, "finish_reason": finish}]})
+        ));
+    }
     if body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
         chunks.push(format!("data: {}\n\n", json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1767000000, "model": model, "choices": [], "usage": usage})));
     }
