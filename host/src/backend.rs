@@ -111,7 +111,7 @@ impl Backend {
 pub(crate) struct Loader<'a> {
     runtime: &'a Runtime,
     defaults: &'a TranslatorLimits,
-    translators: HashMap<(String, u32, u64), Arc<Translator>>,
+    translators: HashMap<(String, u32, u64, bool), Arc<Translator>>,
     google: HashMap<Option<std::path::PathBuf>, Arc<gcp::GcpAuth>>,
 }
 
@@ -130,9 +130,14 @@ impl<'a> Loader<'a> {
     pub(crate) async fn backend(&mut self, cfg: &BackendConfig) -> Result<Backend, ConfigError> {
         let at = format!("backend {:?}", cfg.name);
         let (memory_mib, timeout_ms) = cfg.limits(self.defaults);
+        let reuse = match &cfg.translator {
+            Some(file) => file.reuse_instances,
+            None => self.defaults.reuse_bundled,
+        };
         let limits = Limits {
             memory_bytes: memory_mib as usize * 1024 * 1024,
             call_timeout: Duration::from_millis(timeout_ms),
+            reuse,
         };
         let parts: Vec<(&str, String)> = match &cfg.translator {
             Some(file) => vec![("*", file.path.display().to_string())],
@@ -165,7 +170,7 @@ impl<'a> Loader<'a> {
                 });
                 continue;
             }
-            let key = (name.clone(), memory_mib, timeout_ms);
+            let key = (name.clone(), memory_mib, timeout_ms, reuse);
             let t = match self.translators.get(&key) {
                 Some(t) => t.clone(),
                 None => {

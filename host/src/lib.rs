@@ -302,6 +302,7 @@ pub mod internals {
             let limits = Limits {
                 memory_bytes: 64 << 20,
                 call_timeout: std::time::Duration::from_secs(1),
+                reuse: false,
             };
             let translator = Arc::new(runtime.load_bundled_with(kind, limits, precompiled)?);
             Ok(Sandbox {

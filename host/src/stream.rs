@@ -124,7 +124,8 @@ struct StreamState {
     learn: Option<Arc<SignatureCache>>,
     /// Reasoning seen since the last call.
     learner: Learner,
-    translator: StreamInstance,
+    /// `None` once closed, at the stream's end.
+    translator: Option<StreamInstance>,
     guard: StreamGuard,
     pending: VecDeque<Value>,
     done: bool,
@@ -148,7 +149,11 @@ impl StreamState {
                     self.pending.extend(out)
                 }
                 Err(detail) => {
-                    let translator = self.translator.translator().to_string();
+                    let translator = self
+                        .translator
+                        .as_ref()
+                        .map(|t| t.translator().to_string())
+                        .unwrap_or_default();
                     return self.fail(Error::Translator { translator, detail });
                 }
             }
@@ -177,13 +182,17 @@ impl StreamState {
     /// Translates the next upstream event or - at the body's end - finishes
     /// the stream.
     async fn step(&mut self) {
+        let Some(translator) = &mut self.translator else {
+            self.done = true;
+            return;
+        };
         match self.upstream.next().await {
-            Ok(Some(sse)) => match self.translator.push(&sse.event, &sse.data).await {
+            Ok(Some(sse)) => match translator.push(&sse.event, &sse.data).await {
                 Ok(out) => self.accept(out),
                 Err(e) => self.fail(e),
             },
             Ok(None) => {
-                match self.translator.finish().await {
+                match translator.finish().await {
                     Ok(out) => self.accept(out),
                     Err(e) => return self.fail(e),
                 }
@@ -211,13 +220,19 @@ pub(crate) fn canonical_stream(
         upstream: UpstreamEvents::new(backend, response, (deadline, cutoff)),
         learn,
         learner: Learner::default(),
-        translator,
+        translator: Some(translator),
         guard,
         pending: VecDeque::new(),
         done: false,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
+            if st.done
+                && let Some(translator) = st.translator.take()
+            {
+                // The stream is over: the instance may serve another request.
+                translator.close().await;
+            }
             if let Some(event) = st.pending.pop_front() {
                 return Some((event, st));
             }

@@ -96,6 +96,13 @@ pub struct TranslatorFile {
     /// reload) with any other file.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Serve requests from warm instances reused across requests, as the
+    /// bundled translators do, instead of a fresh instance for each: only
+    /// for a translator trusted to keep no state between requests (what one
+    /// request leaves in an instance's memory is there for the next).
+    /// Default false.
+    #[serde(default)]
+    pub reuse_instances: bool,
 }
 
 /// `limits = { memory_limit_mib, call_timeout_ms }` on a backend.
@@ -210,6 +217,7 @@ impl BackendConfig {
         backend.translator = Some(TranslatorFile {
             path: path.into(),
             sha256: sha256.map(str::to_string),
+            reuse_instances: false,
         });
         backend
     }

@@ -294,6 +294,13 @@ pub struct TranslatorLimits {
     /// stream holds one); requests beyond it get 503. Default 1000.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// Whether the bundled translators serve requests from warm instances
+    /// reused across requests (they keep no state between requests; a
+    /// fault discards the instance) instead of a fresh instance each time.
+    /// Default true; custom translators opt in with
+    /// `translator = { ..., reuse_instances = true }`.
+    #[serde(default = "default_true")]
+    pub reuse_bundled: bool,
 }
 
 fn default_memory_mib() -> u32 {
@@ -312,6 +319,7 @@ impl Default for TranslatorLimits {
             memory_limit_mib: default_memory_mib(),
             call_timeout_ms: default_call_timeout_ms(),
             max_instances: default_max_instances(),
+            reuse_bundled: true,
         }
     }
 }

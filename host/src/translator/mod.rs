@@ -88,6 +88,8 @@ pub(crate) fn bundled_kinds() -> impl Iterator<Item = &'static str> {
 pub(crate) struct Limits {
     pub memory_bytes: usize,
     pub call_timeout: Duration,
+    /// Reuse warm instances across requests.
+    pub reuse: bool,
 }
 
 /// The engine shared by all translators of one proxy, and its epoch ticker.
@@ -287,6 +289,7 @@ impl Runtime {
             pre,
             limits,
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
+            warm: limits.reuse.then(std::sync::Mutex::default),
         })
     }
 }
@@ -378,6 +381,8 @@ fn arm(store: &mut Store<HostState>, ticks: u64) {
 struct Limiter {
     memory_bytes: usize,
     hit: bool,
+    /// The linear memory the instance has grown to.
+    size: usize,
 }
 
 /// Most table elements one instance may have.
@@ -394,6 +399,7 @@ impl ResourceLimiter for Limiter {
             self.hit = true;
             return Err(wasmtime::Error::msg("translator memory limit exceeded"));
         }
+        self.size = self.size.max(desired);
         Ok(true)
     }
 
@@ -422,6 +428,21 @@ pub(crate) struct Translator {
     pre: bindings::TranslatorComponentPre<HostState>,
     limits: Limits,
     deadline_ticks: u64,
+    /// Instances kept warm between requests; `None`: a fresh instance for
+    /// every request.
+    warm: Option<std::sync::Mutex<Vec<Live>>>,
+}
+
+/// Most instances of one translator kept warm.
+const MAX_WARM: usize = 16;
+/// An instance whose linear memory grew beyond this is not kept warm (a
+/// large request's memory is handed back, not held while idle).
+const MAX_WARM_MEMORY: usize = 8 << 20;
+
+/// A live instance: its store and its exports.
+struct Live {
+    store: Store<HostState>,
+    bindings: bindings::TranslatorComponent,
 }
 
 impl std::fmt::Debug for Translator {
@@ -443,8 +464,41 @@ impl Translator {
         self.limits.memory_bytes
     }
 
-    /// A fresh, isolated instance for one client request.
+    /// An instance for one client request: a warm one when the translator
+    /// reuses instances and one is idle, else a fresh one.
     pub(crate) async fn instantiate(self: &Arc<Self>) -> Result<Instance, Error> {
+        let warm = self
+            .warm
+            .as_ref()
+            .and_then(|w| w.lock().ok().and_then(|mut idle| idle.pop()));
+        let live = match warm {
+            Some(live) => live,
+            None => self.fresh().await?,
+        };
+        Ok(Instance {
+            live: Some(live),
+            translator: self.clone(),
+            poisoned: false,
+        })
+    }
+
+    /// Keeps `live` warm for a later request, if the translator reuses
+    /// instances, the pool has room and the instance stayed small.
+    fn give_back(&self, mut live: Live) {
+        let Some(warm) = &self.warm else { return };
+        if live.store.data().limiter.size > MAX_WARM_MEMORY {
+            return;
+        }
+        live.store.data_mut().limiter.hit = false;
+        if let Ok(mut idle) = warm.lock()
+            && idle.len() < MAX_WARM
+        {
+            idle.push(live);
+        }
+    }
+
+    /// A fresh, isolated instance.
+    async fn fresh(self: &Arc<Self>) -> Result<Live, Error> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let wasi = WasiCtx::builder()
             .stdout(stderr.clone())
@@ -461,6 +515,7 @@ impl Translator {
                 limiter: Limiter {
                     memory_bytes: self.limits.memory_bytes,
                     hit: false,
+                    size: 0,
                 },
                 stderr,
                 ticks_left: self.deadline_ticks,
@@ -493,12 +548,7 @@ impl Translator {
                 self.fault(&store, "could not be instantiated", &e)
             }
         })?;
-        Ok(Instance {
-            store,
-            bindings,
-            translator: self.clone(),
-            poisoned: false,
-        })
+        Ok(Live { store, bindings })
     }
 
     /// Asks the translator whether it accepts a backend's settings, and
@@ -512,20 +562,16 @@ impl Translator {
             detail: e.to_string(),
         };
         let mut instance = self.instantiate().await.map_err(fault)?;
-        let guest = instance.bindings.llmproxy_translator_translator();
-        arm(&mut instance.store, self.deadline_ticks);
-        let result = guest.call_configure(&mut instance.store, settings).await;
-        match result {
+        let live = instance.live().map_err(fault)?;
+        let guest = live.bindings.llmproxy_translator_translator();
+        arm(&mut live.store, self.deadline_ticks);
+        match guest.call_configure(&mut live.store, settings).await {
             Ok(Ok(passthrough)) => Ok(passthrough),
             Ok(Err(message)) => Err(LoadError::Settings {
                 translator: self.name.clone(),
                 message,
             }),
-            Err(e) => Err(fault(self.fault(
-                &instance.store,
-                "trapped while checking settings",
-                &e,
-            ))),
+            Err(e) => Err(fault(instance.trap("trapped while checking settings", &e))),
         }
     }
 
@@ -565,10 +611,12 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// One sandboxed instance serving one client request.
+/// One sandboxed instance serving one client request. Dropped after a
+/// request that went well, it goes back to its translator's warm pool (if
+/// the translator keeps one); after a fault it is discarded.
 pub(crate) struct Instance {
-    store: Store<HostState>,
-    bindings: bindings::TranslatorComponent,
+    /// `None` once given back.
+    live: Option<Live>,
     translator: Arc<Translator>,
     poisoned: bool,
 }
@@ -581,28 +629,48 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take()
+            && !self.poisoned
+        {
+            self.translator.give_back(live);
+        }
+    }
+}
+
 impl Instance {
-    fn check(&self) -> Result<(), Error> {
-        if self.poisoned {
-            return Err(Error::Translator {
+    /// The live instance, unless a fault poisoned it.
+    fn live(&mut self) -> Result<&mut Live, Error> {
+        match &mut self.live {
+            Some(live) if !self.poisoned => {
+                arm(&mut live.store, self.translator.deadline_ticks);
+                Ok(live)
+            }
+            _ => Err(Error::Translator {
                 translator: self.translator.name.clone(),
                 detail: "called again after a fault".into(),
-            });
+            }),
         }
-        Ok(())
     }
 
+    /// A trap or limit hit: the instance is discarded.
     fn trap(&mut self, what: &str, e: &wasmtime::Error) -> Error {
         self.poisoned = true;
-        self.translator.fault(&self.store, what, e)
+        match &self.live {
+            Some(live) => self.translator.fault(&live.store, what, e),
+            None => Error::Translator {
+                translator: self.translator.name.clone(),
+                detail: what.into(),
+            },
+        }
     }
 
     /// `request`: canonical Responses request -> upstream request.
     pub(crate) async fn request(&mut self, ctx: &Context, body: &[u8]) -> Result<Requested, Error> {
-        self.check()?;
-        arm(&mut self.store, self.translator.deadline_ticks);
-        let guest = self.bindings.llmproxy_translator_translator();
-        match guest.call_request(&mut self.store, ctx, body).await {
+        let live = self.live()?;
+        let guest = live.bindings.llmproxy_translator_translator();
+        match guest.call_request(&mut live.store, ctx, body).await {
             Ok(Ok(request)) => Ok(Requested::Ready(request)),
             Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
             Ok(Err(e)) => Err(self.guest_error(e)),
@@ -617,11 +685,10 @@ impl Instance {
         state: &str,
         response: &UpstreamResponse,
     ) -> Result<Vec<u8>, Error> {
-        self.check()?;
-        arm(&mut self.store, self.translator.deadline_ticks);
-        let guest = self.bindings.llmproxy_translator_translator();
+        let live = self.live()?;
+        let guest = live.bindings.llmproxy_translator_translator();
         match guest
-            .call_response(&mut self.store, ctx, state, response)
+            .call_response(&mut live.store, ctx, state, response)
             .await
         {
             Ok(result) => result.map_err(|e| self.guest_error(e)),
@@ -637,18 +704,17 @@ impl Instance {
         status: u16,
         headers: &[(String, String)],
     ) -> Result<StreamInstance, Error> {
-        self.check()?;
-        arm(&mut self.store, self.translator.deadline_ticks);
-        let guest = self.bindings.llmproxy_translator_translator();
+        let live = self.live()?;
+        let guest = live.bindings.llmproxy_translator_translator();
         let headers = headers.to_vec();
         match guest
             .event_stream()
-            .call_constructor(&mut self.store, ctx, state, status, &headers)
+            .call_constructor(&mut live.store, ctx, state, status, &headers)
             .await
         {
             Ok(resource) => Ok(StreamInstance {
                 instance: self,
-                resource,
+                resource: Some(resource),
             }),
             Err(e) => Err(self.trap("trapped starting a stream", &e)),
         }
@@ -687,10 +753,13 @@ impl Instance {
     }
 }
 
-/// An instance mapping one upstream event stream; lives as long as the stream.
+/// An instance mapping one upstream event stream; lives as long as the
+/// stream. Closed after the stream's end, it can serve another request;
+/// dropped before, it is discarded (its guest still holds the stream).
 pub(crate) struct StreamInstance {
     instance: Instance,
-    resource: ResourceAny,
+    /// `None` once closed.
+    resource: Option<ResourceAny>,
 }
 
 impl std::fmt::Debug for StreamInstance {
@@ -699,20 +768,35 @@ impl std::fmt::Debug for StreamInstance {
     }
 }
 
+impl Drop for StreamInstance {
+    fn drop(&mut self) {
+        if self.resource.is_some() {
+            self.instance.poisoned = true;
+        }
+    }
+}
+
 impl StreamInstance {
     pub(crate) fn translator(&self) -> &str {
         &self.instance.translator.name
     }
 
+    fn resource(&self) -> Result<ResourceAny, Error> {
+        self.resource.ok_or_else(|| Error::Translator {
+            translator: self.instance.translator.name.clone(),
+            detail: "called after its stream was closed".into(),
+        })
+    }
+
     /// Maps one upstream SSE event to canonical events (JSON texts).
     pub(crate) async fn push(&mut self, event: &str, data: &str) -> Result<Vec<String>, Error> {
+        let resource = self.resource()?;
         let inst = &mut self.instance;
-        inst.check()?;
-        arm(&mut inst.store, inst.translator.deadline_ticks);
-        let guest = inst.bindings.llmproxy_translator_translator();
+        let live = inst.live()?;
+        let guest = live.bindings.llmproxy_translator_translator();
         match guest
             .event_stream()
-            .call_push(&mut inst.store, self.resource, event, data)
+            .call_push(&mut live.store, resource, event, data)
             .await
         {
             Ok(result) => result.map_err(|e| inst.guest_error(e)),
@@ -722,17 +806,30 @@ impl StreamInstance {
 
     /// The upstream stream ended: the events still owed.
     pub(crate) async fn finish(&mut self) -> Result<Vec<String>, Error> {
+        let resource = self.resource()?;
         let inst = &mut self.instance;
-        inst.check()?;
-        arm(&mut inst.store, inst.translator.deadline_ticks);
-        let guest = inst.bindings.llmproxy_translator_translator();
+        let live = inst.live()?;
+        let guest = live.bindings.llmproxy_translator_translator();
         match guest
             .event_stream()
-            .call_finish(&mut inst.store, self.resource)
+            .call_finish(&mut live.store, resource)
             .await
         {
             Ok(result) => result.map_err(|e| inst.guest_error(e)),
             Err(e) => Err(inst.trap("trapped in finish", &e)),
+        }
+    }
+
+    /// The stream is over: the guest drops its state, and the instance can
+    /// serve another request.
+    pub(crate) async fn close(mut self) {
+        let Some(resource) = self.resource.take() else {
+            return;
+        };
+        let inst = &mut self.instance;
+        let Ok(live) = inst.live() else { return };
+        if resource.resource_drop_async(&mut live.store).await.is_err() {
+            inst.poisoned = true;
         }
     }
 }

@@ -270,3 +270,57 @@ async fn a_translator_gets_no_environment_files_network_or_credentials() {
         "the proxy's own environment is not empty"
     );
 }
+
+/// Isolation between requests: a custom translator gets a fresh instance
+/// for every request, so nothing one request leaves behind reaches the
+/// next; an operator who trusts it can let it reuse warm instances (as the
+/// bundled translators do), and then what a request leaves is there for
+/// the next - but never after a fault, which discards the instance.
+#[tokio::test]
+async fn custom_translators_get_fresh_instances_unless_the_operator_opts_in() {
+    let up = FakeUpstream::start().await;
+    let previous = async |proxy: &TestProxy, input: &str| {
+        let body = json!({"model": "remember-1", "input": input});
+        let (status, _, v) = proxy.post("/v1/responses", &body).await;
+        (status, v, up.last().body["x_previous"].clone())
+    };
+    let fresh = TestProxy::start(&config(&up.base_url, &["remember"])).await;
+    for input in ["first secret", "second", "third"] {
+        let (status, v, seen) = previous(&fresh, input).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(seen, Value::Null, "a fresh instance saw {seen}");
+    }
+    let toml = config(&up.base_url, &["remember"]).replacen(
+        "}\nbase_url",
+        ", reuse_instances = true }\nbase_url",
+        1,
+    );
+    let warm = TestProxy::start(&toml).await;
+    // An instance that mapped a whole stream serves the next request too.
+    let (status, events, _) = warm
+        .post_stream(
+            "/v1/responses",
+            &json!({"model": "remember-1", "input": "streamed", "stream": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    let (_, _, seen) = previous(&warm, "first secret").await;
+    assert!(
+        seen.as_str().is_some_and(|s| s.contains("streamed")),
+        "the stream's instance was kept warm: {seen}"
+    );
+    let (_, _, seen) = previous(&warm, "second").await;
+    assert!(
+        seen.as_str().is_some_and(|s| s.contains("first secret")),
+        "a reused instance remembers: {seen}"
+    );
+    let (status, _, _) = previous(&warm, "trap-now").await;
+    assert_eq!(status, 502);
+    let (status, v, seen) = previous(&warm, "after the trap").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        !seen.to_string().contains("trap-now") && !seen.to_string().contains("second"),
+        "the faulted instance was discarded: {seen}"
+    );
+}
