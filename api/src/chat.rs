@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `POST /v1/chat/completions` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -84,6 +84,43 @@ pub struct ChatRequest {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatRequest {
+    opt model: "model",
+    opt messages: "messages",
+    opt stream: "stream",
+    opt stream_options: "stream_options",
+    opt max_completion_tokens: "max_completion_tokens",
+    opt max_tokens: "max_tokens",
+    opt temperature: "temperature",
+    opt top_p: "top_p",
+    opt presence_penalty: "presence_penalty",
+    opt frequency_penalty: "frequency_penalty",
+    opt n: "n",
+    opt stop: "stop",
+    opt seed: "seed",
+    opt logit_bias: "logit_bias",
+    opt logprobs: "logprobs",
+    opt top_logprobs: "top_logprobs",
+    opt response_format: "response_format",
+    opt tools: "tools",
+    opt tool_choice: "tool_choice",
+    opt parallel_tool_calls: "parallel_tool_calls",
+    opt reasoning_effort: "reasoning_effort",
+    opt verbosity: "verbosity",
+    opt user: "user",
+    opt safety_identifier: "safety_identifier",
+    opt prompt_cache_key: "prompt_cache_key",
+    opt metadata: "metadata",
+    opt store: "store",
+    opt service_tier: "service_tier",
+    opt modalities: "modalities",
+    opt audio: "audio",
+    opt prediction: "prediction",
+    opt web_search_options: "web_search_options",
+    opt functions: "functions",
+    opt function_call: "function_call",
+});
+
 impl ChatRequest {
     /// The Chat-only parameters this request sets that have no place in a
     /// Responses request, by name: `n` (above 1), `stop`, `seed`,
@@ -140,7 +177,7 @@ impl ChatRequest {
 }
 
 /// One message of a Chat request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
     pub role: String,
     /// A string, a list of parts, or null.
@@ -161,6 +198,16 @@ pub struct ChatMessage {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatMessage {
+    req role: "role",
+    opt content: "content",
+    opt name: "name",
+    opt tool_calls: "tool_calls",
+    opt tool_call_id: "tool_call_id",
+    opt refusal: "refusal",
+    opt function_call: "function_call",
+});
+
 impl ChatMessage {
     /// A message with a role and string content.
     pub fn text(role: &str, content: impl Into<String>) -> Self {
@@ -178,7 +225,7 @@ impl ChatMessage {
 }
 
 /// A tool call in an assistant message or response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatToolCall {
     #[serde(default)]
     pub id: String,
@@ -188,6 +235,12 @@ pub struct ChatToolCall {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(ChatToolCall {
+    opt id: "id",
+    or(function_type()) kind: "type",
+    req function: "function",
+});
 
 fn function_type() -> String {
     "function".into()
@@ -203,7 +256,7 @@ pub struct ChatFunctionCall {
 }
 
 /// A tool definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatTool {
     #[serde(rename = "type")]
     pub kind: String,
@@ -213,8 +266,13 @@ pub struct ChatTool {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatTool {
+    req kind: "type",
+    opt function: "function",
+});
+
 /// A function definition (in `tools[].function` or legacy `functions`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatFunction {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,8 +285,15 @@ pub struct ChatFunction {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatFunction {
+    req name: "name",
+    opt description: "description",
+    opt parameters: "parameters",
+    opt strict: "strict",
+});
+
 /// A `chat.completion` response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatCompletion {
     #[serde(default)]
     pub id: String,
@@ -246,8 +311,17 @@ pub struct ChatCompletion {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatCompletion {
+    opt id: "id",
+    opt object: "object",
+    opt created: "created",
+    opt model: "model",
+    opt choices: "choices",
+    opt usage: "usage",
+});
+
 /// One choice of a `chat.completion`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChoice {
     #[serde(default)]
     pub index: u64,
@@ -260,8 +334,15 @@ pub struct ChatChoice {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatChoice {
+    opt index: "index",
+    req message: "message",
+    opt finish_reason: "finish_reason",
+    opt logprobs: "logprobs",
+});
+
 /// The assistant message of a choice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatResponseMessage {
     #[serde(default)]
     pub role: Option<String>,
@@ -286,8 +367,19 @@ pub struct ChatResponseMessage {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatResponseMessage {
+    opt role: "role",
+    opt content: "content",
+    opt refusal: "refusal",
+    opt tool_calls: "tool_calls",
+    opt reasoning_content: "reasoning_content",
+    opt reasoning: "reasoning",
+    opt annotations: "annotations",
+    opt function_call: "function_call",
+});
+
 /// Chat usage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatUsage {
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -302,6 +394,14 @@ pub struct ChatUsage {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(ChatUsage {
+    opt prompt_tokens: "prompt_tokens",
+    opt completion_tokens: "completion_tokens",
+    opt total_tokens: "total_tokens",
+    opt prompt_tokens_details: "prompt_tokens_details",
+    opt completion_tokens_details: "completion_tokens_details",
+});
 
 impl ChatUsage {
     fn detail(map: &Option<Map<String, Value>>, key: &str) -> u64 {
@@ -323,7 +423,7 @@ impl ChatUsage {
 }
 
 /// A `chat.completion.chunk`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatChunk {
     #[serde(default)]
     pub id: String,
@@ -342,8 +442,17 @@ pub struct ChatChunk {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChatChunk {
+    opt id: "id",
+    opt created: "created",
+    opt model: "model",
+    opt choices: "choices",
+    opt usage: "usage",
+    opt error: "error",
+});
+
 /// One choice of a chunk.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChunkChoice {
     #[serde(default)]
     pub index: u64,
@@ -360,8 +469,16 @@ pub struct ChunkChoice {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ChunkChoice {
+    opt index: "index",
+    opt delta: "delta",
+    opt finish_reason: "finish_reason",
+    opt logprobs: "logprobs",
+    opt usage: "usage",
+});
+
 /// What a chunk adds to a choice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -381,8 +498,18 @@ pub struct Delta {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(Delta {
+    opt role: "role",
+    opt content: "content",
+    opt refusal: "refusal",
+    opt reasoning_content: "reasoning_content",
+    opt reasoning: "reasoning",
+    opt tool_calls: "tool_calls",
+    opt function_call: "function_call",
+});
+
 /// A fragment of a tool call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ToolCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u64>,
@@ -396,8 +523,15 @@ pub struct ToolCallDelta {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ToolCallDelta {
+    opt index: "index",
+    opt id: "id",
+    opt kind: "type",
+    opt function: "function",
+});
+
 /// A fragment of a function call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -406,3 +540,8 @@ pub struct FunctionCallDelta {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(FunctionCallDelta {
+    opt name: "name",
+    opt arguments: "arguments",
+});

@@ -45,6 +45,7 @@ pub mod stream;
 pub mod tools;
 pub mod turns;
 pub mod vertex;
+mod wire;
 
 /// Prefix of llmproxy's reasoning envelopes: `encrypted_content` of a
 /// reasoning item that carries another provider's opaque state (Gemini

@@ -5,12 +5,12 @@
 //! part and tool kinds this crate does not model, in an `Other` variant
 //! holding the JSON as-is).
 
-use serde::de::Error as _;
+use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// `POST /v1/responses` body (`CreateResponseBody`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CreateResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -70,6 +70,36 @@ pub struct CreateResponse {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(CreateResponse {
+    opt model: "model",
+    opt input: "input",
+    opt instructions: "instructions",
+    opt previous_response_id: "previous_response_id",
+    opt include: "include",
+    opt tools: "tools",
+    opt tool_choice: "tool_choice",
+    opt parallel_tool_calls: "parallel_tool_calls",
+    opt max_output_tokens: "max_output_tokens",
+    opt max_tool_calls: "max_tool_calls",
+    opt temperature: "temperature",
+    opt top_p: "top_p",
+    opt presence_penalty: "presence_penalty",
+    opt frequency_penalty: "frequency_penalty",
+    opt top_logprobs: "top_logprobs",
+    opt text: "text",
+    opt reasoning: "reasoning",
+    opt stream: "stream",
+    opt stream_options: "stream_options",
+    opt store: "store",
+    opt background: "background",
+    opt truncation: "truncation",
+    opt service_tier: "service_tier",
+    opt metadata: "metadata",
+    opt safety_identifier: "safety_identifier",
+    opt prompt_cache_key: "prompt_cache_key",
+    opt user: "user",
+});
 
 impl CreateResponse {
     /// Refuses what a stateless backend that answers every request anew
@@ -154,22 +184,23 @@ pub enum Input {
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(Input::Text(s)),
-            Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    serde_json::from_value(v)
-                        .map_err(|e| D::Error::custom(format!("input[{i}]: {e}")))
-                })
-                .collect::<Result<_, _>>()
-                .map(Input::Items),
-            other => Err(D::Error::custom(format!(
-                "`input` must be a string or an array of items, not {}",
-                kind_of(&other)
-            ))),
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Input;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`input`: a string or an array of items")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Input, E> {
+                Ok(Input::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Input, E> {
+                Ok(Input::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Input, A::Error> {
+                crate::wire::list(seq, "input").map(Input::Items)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -201,21 +232,54 @@ pub enum Item {
 
 impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an item: an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
+                crate::wire::tagged(map, Item::from_fields, Item::from_value)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Item {
+    /// The item of kind `tag` from the rest of its object.
+    fn from_fields<'de, A: MapAccess<'de>>(tag: &str, map: A) -> Result<Item, A::Error> {
+        let typed = |e: A::Error| A::Error::custom(format!("{tag} item: {e}"));
+        match tag {
+            "message" => Message::visit_fields(map).map(Item::Message),
+            "function_call" => FunctionCall::visit_fields(map).map(Item::FunctionCall),
+            "function_call_output" => {
+                FunctionCallOutput::visit_fields(map).map(Item::FunctionCallOutput)
+            }
+            "reasoning" => Reasoning::visit_fields(map).map(Item::Reasoning),
+            "item_reference" => ItemReference::visit_fields(map).map(Item::ItemReference),
+            _ => return crate::wire::rest_as_value(tag, map).map(Item::Other),
+        }
+        .map_err(typed)
+    }
+
+    /// The item a whole object is: one whose `type` did not come first, or
+    /// a message without one.
+    fn from_value<E: serde::de::Error>(v: Value) -> Result<Item, E> {
         let Some(obj) = v.as_object() else {
-            return Err(D::Error::custom(format!(
+            return Err(E::custom(format!(
                 "an item must be an object, not {}",
                 kind_of(&v)
             )));
         };
         let kind = match obj.get("type") {
             None if obj.contains_key("role") => "message".to_string(),
-            None => return Err(D::Error::custom("an item needs a `type`")),
+            None => return Err(E::custom("an item needs a `type`")),
             Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(D::Error::custom("an item's `type` must be a string")),
+            Some(_) => return Err(E::custom("an item's `type` must be a string")),
         };
         let typed = |r: Result<Item, serde_json::Error>| {
-            r.map_err(|e| D::Error::custom(format!("{kind} item: {e}")))
+            r.map_err(|e| E::custom(format!("{kind} item: {e}")))
         };
         match kind.as_str() {
             "message" => typed(serde_json::from_value(strip_type(v)).map(Item::Message)),
@@ -263,7 +327,7 @@ impl Role {
 }
 
 /// A `message` item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -274,6 +338,13 @@ pub struct Message {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(Message {
+    opt id: "id",
+    req role: "role",
+    req content: "content",
+    opt status: "status",
+} ignore "type");
 
 impl Message {
     /// The non-empty texts of a system, developer or assistant message, for
@@ -333,22 +404,23 @@ pub enum MessageContent {
 
 impl<'de> Deserialize<'de> for MessageContent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(MessageContent::Text(s)),
-            Value::Array(parts) => parts
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    serde_json::from_value(v)
-                        .map_err(|e| D::Error::custom(format!("content[{i}]: {e}")))
-                })
-                .collect::<Result<_, _>>()
-                .map(MessageContent::Parts),
-            other => Err(D::Error::custom(format!(
-                "`content` must be a string or an array of parts, not {}",
-                kind_of(&other)
-            ))),
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`content`: a string or an array of parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MessageContent, A::Error> {
+                crate::wire::list(seq, "content").map(MessageContent::Parts)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -400,13 +472,43 @@ pub enum ContentPart {
 
 impl<'de> Deserialize<'de> for ContentPart {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ContentPart;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a content part: an object with a string `type`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ContentPart, A::Error> {
+                crate::wire::tagged(map, ContentPart::from_fields, ContentPart::from_value)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl ContentPart {
+    /// The part of kind `tag` from the rest of its object.
+    fn from_fields<'de, A: MapAccess<'de>>(tag: &str, map: A) -> Result<ContentPart, A::Error> {
+        let typed = |e: A::Error| A::Error::custom(format!("{tag} part: {e}"));
+        match tag {
+            "input_text" => InputText::visit_fields(map).map(ContentPart::InputText),
+            "input_image" => InputImage::visit_fields(map).map(ContentPart::InputImage),
+            "input_file" => InputFile::visit_fields(map).map(ContentPart::InputFile),
+            "output_text" => OutputText::visit_fields(map).map(ContentPart::OutputText),
+            "refusal" => Refusal::visit_fields(map).map(ContentPart::Refusal),
+            _ => return crate::wire::rest_as_value(tag, map).map(ContentPart::Other),
+        }
+        .map_err(typed)
+    }
+
+    /// The part a whole object is (its `type` did not come first).
+    fn from_value<E: serde::de::Error>(v: Value) -> Result<ContentPart, E> {
         let kind = match v.get("type") {
             Some(Value::String(s)) => s.clone(),
-            _ => return Err(D::Error::custom("a content part needs a string `type`")),
+            _ => return Err(E::custom("a content part needs a string `type`")),
         };
         let typed = |r: Result<ContentPart, serde_json::Error>| {
-            r.map_err(|e| D::Error::custom(format!("{kind} part: {e}")))
+            r.map_err(|e| E::custom(format!("{kind} part: {e}")))
         };
         match kind.as_str() {
             "input_text" => {
@@ -427,14 +529,18 @@ impl<'de> Deserialize<'de> for ContentPart {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputText {
     pub text: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::wire::deserialize_with_extra!(InputText {
+    req text: "text",
+} ignore "type");
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputImage {
     /// A URL or a `data:` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,7 +553,13 @@ pub struct InputImage {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::wire::deserialize_with_extra!(InputImage {
+    opt image_url: "image_url",
+    opt file_id: "file_id",
+    opt detail: "detail",
+} ignore "type");
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputFile {
     /// Base64 data or a `data:` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,7 +574,14 @@ pub struct InputFile {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+crate::wire::deserialize_with_extra!(InputFile {
+    opt file_data: "file_data",
+    opt file_id: "file_id",
+    opt file_url: "file_url",
+    opt filename: "filename",
+} ignore "type");
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutputText {
     pub text: String,
     #[serde(default)]
@@ -472,6 +591,12 @@ pub struct OutputText {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(OutputText {
+    req text: "text",
+    opt annotations: "annotations",
+    opt logprobs: "logprobs",
+} ignore "type");
 
 impl OutputText {
     /// A plain text part.
@@ -485,15 +610,19 @@ impl OutputText {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Refusal {
     pub refusal: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(Refusal {
+    req refusal: "refusal",
+} ignore "type");
+
 /// A `function_call` item: the model calls a tool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -507,6 +636,14 @@ pub struct FunctionCall {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(FunctionCall {
+    opt id: "id",
+    req call_id: "call_id",
+    req name: "name",
+    opt arguments: "arguments",
+    opt status: "status",
+} ignore "type");
 
 impl FunctionCall {
     /// The arguments as a JSON object (`""` counts as `{}`), for providers
@@ -534,7 +671,7 @@ impl FunctionCall {
 }
 
 /// A `function_call_output` item: the result of a tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionCallOutput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -546,6 +683,13 @@ pub struct FunctionCallOutput {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(FunctionCallOutput {
+    opt id: "id",
+    req call_id: "call_id",
+    req output: "output",
+    opt status: "status",
+} ignore "type");
 
 impl FunctionCallOutput {
     /// The output as text: the string, or the text parts joined.
@@ -565,7 +709,7 @@ impl FunctionCallOutput {
 
 /// A `reasoning` item. Provider state the client must send back (thought
 /// signatures, thinking signatures) travels in `encrypted_content`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reasoning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -580,6 +724,14 @@ pub struct Reasoning {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(Reasoning {
+    opt id: "id",
+    opt summary: "summary",
+    opt content: "content",
+    opt encrypted_content: "encrypted_content",
+    opt status: "status",
+} ignore "type");
 
 impl Reasoning {
     /// The summary texts joined with blank lines.
@@ -614,12 +766,16 @@ impl SummaryText {
 }
 
 /// An `item_reference` (OpenAI): an item stored server-side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemReference {
     pub id: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(ItemReference {
+    req id: "id",
+} ignore "type");
 
 /// A tool the model may call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -633,19 +789,37 @@ pub enum Tool {
 
 impl<'de> Deserialize<'de> for Tool {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        match v.get("type").and_then(Value::as_str) {
-            Some("function") => serde_json::from_value(strip_type(v))
-                .map(Tool::Function)
-                .map_err(|e| D::Error::custom(format!("function tool: {e}"))),
-            Some(_) => Ok(Tool::Other(v)),
-            None => Err(D::Error::custom("a tool needs a string `type`")),
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Tool;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a tool: an object with a string `type`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Tool, A::Error> {
+                crate::wire::tagged(
+                    map,
+                    |tag, map| match tag {
+                        "function" => FunctionTool::visit_fields(map)
+                            .map(Tool::Function)
+                            .map_err(|e| A::Error::custom(format!("function tool: {e}"))),
+                        _ => crate::wire::rest_as_value(tag, map).map(Tool::Other),
+                    },
+                    |v| match v.get("type").and_then(Value::as_str) {
+                        Some("function") => serde_json::from_value(strip_type(v))
+                            .map(Tool::Function)
+                            .map_err(|e| A::Error::custom(format!("function tool: {e}"))),
+                        Some(_) => Ok(Tool::Other(v)),
+                        None => Err(A::Error::custom("a tool needs a string `type`")),
+                    },
+                )
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
 /// A function tool (`FunctionToolParam`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionTool {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -658,6 +832,13 @@ pub struct FunctionTool {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(FunctionTool {
+    req name: "name",
+    opt description: "description",
+    opt parameters: "parameters",
+    opt strict: "strict",
+} ignore "type");
 
 /// `tool_choice`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -755,7 +936,7 @@ pub enum AllowedToolsTag {
 }
 
 /// `text`: output format and verbosity.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TextConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TextFormat>,
@@ -764,6 +945,11 @@ pub struct TextConfig {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(TextConfig {
+    opt format: "format",
+    opt verbosity: "verbosity",
+});
 
 /// `text.format`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -783,7 +969,7 @@ pub enum TextFormat {
 }
 
 /// `reasoning`: effort and summary preferences.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReasoningConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effort: Option<String>,
@@ -792,6 +978,11 @@ pub struct ReasoningConfig {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(ReasoningConfig {
+    opt effort: "effort",
+    opt summary: "summary",
+});
 
 /// Token usage of a response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -825,7 +1016,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct InputTokensDetails {
     #[serde(default)]
     pub cached_tokens: u64,
@@ -833,7 +1024,11 @@ pub struct InputTokensDetails {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+crate::wire::deserialize_with_extra!(InputTokensDetails {
+    opt cached_tokens: "cached_tokens",
+});
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct OutputTokensDetails {
     #[serde(default)]
     pub reasoning_tokens: u64,
@@ -841,9 +1036,13 @@ pub struct OutputTokensDetails {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(OutputTokensDetails {
+    opt reasoning_tokens: "reasoning_tokens",
+});
+
 /// A response object (`ResponseResource`), as translators produce it; the
 /// host fills in the fields a client needs and the translator leaves out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -864,6 +1063,17 @@ pub struct Response {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(Response {
+    opt id: "id",
+    opt status: "status",
+    opt output: "output",
+    opt usage: "usage",
+    opt incomplete_details: "incomplete_details",
+    opt error: "error",
+    opt created_at: "created_at",
+    opt model: "model",
+});
 
 impl Response {
     /// The text of the assistant messages in `output`, concatenated (what
@@ -931,6 +1141,33 @@ mod tests {
         // The type-less easy message gains its type; nothing else changes.
         back[0].as_object_mut().unwrap().remove("type");
         assert_eq!(back, input);
+    }
+
+    #[test]
+    fn items_parse_the_same_whether_type_comes_first_or_not() {
+        let first = r#"[{"type":"function_call","call_id":"c1","name":"f","arguments":"{}","x_kept":[1,{"a":2}]},
+                        {"type":"web_search_call","id":"ws_1","status":"completed"},
+                        {"type":"message","role":"user","content":[{"type":"input_text","text":"hi","x_part":true}]}]"#;
+        let later = r#"[{"call_id":"c1","name":"f","type":"function_call","arguments":"{}","x_kept":[1,{"a":2}]},
+                        {"id":"ws_1","type":"web_search_call","status":"completed"},
+                        {"role":"user","content":[{"text":"hi","type":"input_text","x_part":true}],"type":"message"}]"#;
+        let a: Input = serde_json::from_str(first).unwrap();
+        let b: Input = serde_json::from_str(later).unwrap();
+        assert_eq!(a, b);
+        let Input::Items(items) = &a else { panic!() };
+        let Item::FunctionCall(call) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(call.extra["x_kept"], serde_json::json!([1, {"a": 2}]));
+        assert!(!call.extra.contains_key("type"));
+        assert!(
+            matches!(&items[1], Item::Other(v) if v["type"] == "web_search_call" && v["status"] == "completed")
+        );
+        // Unknown kinds keep every field, `type` included.
+        assert_eq!(
+            serde_json::to_value(&items[1]).unwrap(),
+            serde_json::json!({"type": "web_search_call", "id": "ws_1", "status": "completed"})
+        );
     }
 
     #[test]
