@@ -8,6 +8,7 @@ use crate::chat::ChatChunk;
 use crate::chat_response::{
     canonical_usage, chat_id, chat_usage, finish_reason, status_for_finish,
 };
+use crate::events::ResponseEvent;
 use crate::ids::IdGen;
 use crate::responses::Usage;
 use crate::stream::{Finish, StreamBuilder};
@@ -81,8 +82,56 @@ impl ChunkRenderer {
         }
     }
 
-    /// Renders one canonical event.
-    pub fn event(&mut self, event: &Value) -> Vec<ChatFrame> {
+    /// Renders one canonical event. The pieces of text and arguments - most
+    /// of a stream - are rendered from the typed event; the rest from its
+    /// JSON.
+    pub fn event(&mut self, event: &ResponseEvent) -> Vec<ChatFrame> {
+        let mut out = Vec::new();
+        if self.ended {
+            return out;
+        }
+        match event {
+            ResponseEvent::OutputTextDelta(d) => {
+                self.first(&mut out);
+                let logprobs = match d.extra.get("logprobs").and_then(Value::as_array) {
+                    Some(l) if !l.is_empty() => json!({"content": l, "refusal": null}),
+                    _ => Value::Null,
+                };
+                if !d.delta.is_empty() {
+                    out.push(self.chunk(json!({"content": d.delta}), None, logprobs));
+                }
+                out
+            }
+            ResponseEvent::ReasoningSummaryTextDelta(d) => {
+                self.first(&mut out);
+                if !d.delta.is_empty() {
+                    out.push(self.chunk(json!({"reasoning_content": d.delta}), None, Value::Null));
+                }
+                out
+            }
+            ResponseEvent::FunctionCallArgumentsDelta(d) => {
+                if let (Some(index), false) =
+                    (self.tool_index.get(&d.item_id).copied(), d.delta.is_empty())
+                {
+                    self.args_streamed.insert(d.item_id.clone(), true);
+                    out.push(self.chunk(
+                        json!({"tool_calls": [{"index": index, "function": {"arguments": d.delta}}]}),
+                        None,
+                        Value::Null,
+                    ));
+                }
+                out
+            }
+            ResponseEvent::Other(v) => self.event_value(v),
+            typed => match serde_json::to_value(typed) {
+                Ok(v) => self.event_value(&v),
+                Err(_) => out,
+            },
+        }
+    }
+
+    /// Renders one canonical event given as JSON.
+    pub fn event_value(&mut self, event: &Value) -> Vec<ChatFrame> {
         let mut out = Vec::new();
         if self.ended {
             return out;

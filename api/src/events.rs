@@ -7,7 +7,7 @@
 //! parse/serialize round trip unchanged.
 
 use crate::responses::{Item, Response};
-use serde::de::Error as _;
+use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -60,7 +60,7 @@ pub enum ResponseEvent {
 }
 
 /// An event carrying the whole response so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseSnapshot {
     pub response: Response,
     #[serde(default)]
@@ -69,8 +69,13 @@ pub struct ResponseSnapshot {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(ResponseSnapshot {
+    req response: "response",
+    opt sequence_number: "sequence_number",
+});
+
 /// An output item starting or complete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutputItemEvent {
     pub output_index: u32,
     pub item: Item,
@@ -80,8 +85,14 @@ pub struct OutputItemEvent {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(OutputItemEvent {
+    req output_index: "output_index",
+    req item: "item",
+    opt sequence_number: "sequence_number",
+});
+
 /// A piece of text (answer, reasoning, or a call's arguments).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeltaEvent {
     pub item_id: String,
     pub output_index: u32,
@@ -96,8 +107,16 @@ pub struct DeltaEvent {
     pub extra: Map<String, Value>,
 }
 
+crate::wire::deserialize_with_extra!(DeltaEvent {
+    req item_id: "item_id",
+    req output_index: "output_index",
+    opt content_index: "content_index",
+    req delta: "delta",
+    opt sequence_number: "sequence_number",
+});
+
 /// The `error` event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorEvent {
     /// `{"message", "type", "code", "param"}`.
     pub error: Value,
@@ -106,6 +125,11 @@ pub struct ErrorEvent {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::wire::deserialize_with_extra!(ErrorEvent {
+    req error: "error",
+    opt sequence_number: "sequence_number",
+});
 
 impl ResponseEvent {
     /// The event's `type`.
@@ -129,6 +153,16 @@ impl ResponseEvent {
         }
     }
 
+    /// The final response, to change, when this is the terminal event.
+    pub fn terminal_mut(&mut self) -> Option<&mut Response> {
+        match self {
+            ResponseEvent::Completed(s)
+            | ResponseEvent::Incomplete(s)
+            | ResponseEvent::Failed(s) => Some(&mut s.response),
+            _ => None,
+        }
+    }
+
     /// The final response, when this is the terminal event (completed,
     /// incomplete or failed).
     pub fn terminal(&self) -> Option<&Response> {
@@ -143,11 +177,60 @@ impl ResponseEvent {
 
 impl<'de> Deserialize<'de> for ResponseEvent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut v = Value::deserialize(d)?;
-        let kind = match v.get("type") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(D::Error::custom("an event needs a string `type`")),
-        };
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ResponseEvent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event: an object with a string `type`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ResponseEvent, A::Error> {
+                crate::wire::tagged(map, ResponseEvent::from_fields, |v| {
+                    match v.get("type").and_then(Value::as_str).map(str::to_string) {
+                        Some(kind) => ResponseEvent::from_value(&kind, v),
+                        None => Err(A::Error::custom("an event needs a string `type`")),
+                    }
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl ResponseEvent {
+    /// The event of type `kind` from the rest of its object.
+    fn from_fields<'de, A: MapAccess<'de>>(kind: &str, map: A) -> Result<ResponseEvent, A::Error> {
+        use ResponseEvent as E;
+        let typed = |e: A::Error| A::Error::custom(format!("{kind} event: {e}"));
+        match kind {
+            "response.created" => ResponseSnapshot::visit_fields(map).map(E::Created),
+            "response.in_progress" => ResponseSnapshot::visit_fields(map).map(E::InProgress),
+            "response.completed" => ResponseSnapshot::visit_fields(map).map(E::Completed),
+            "response.incomplete" => ResponseSnapshot::visit_fields(map).map(E::Incomplete),
+            "response.failed" => ResponseSnapshot::visit_fields(map).map(E::Failed),
+            "response.output_item.added" => {
+                OutputItemEvent::visit_fields(map).map(E::OutputItemAdded)
+            }
+            "response.output_item.done" => {
+                OutputItemEvent::visit_fields(map).map(E::OutputItemDone)
+            }
+            "response.output_text.delta" => DeltaEvent::visit_fields(map).map(E::OutputTextDelta),
+            "response.reasoning_summary_text.delta" => {
+                DeltaEvent::visit_fields(map).map(E::ReasoningSummaryTextDelta)
+            }
+            "response.reasoning_text.delta" => {
+                DeltaEvent::visit_fields(map).map(E::ReasoningTextDelta)
+            }
+            "response.function_call_arguments.delta" => {
+                DeltaEvent::visit_fields(map).map(E::FunctionCallArgumentsDelta)
+            }
+            "error" => ErrorEvent::visit_fields(map).map(E::Error),
+            _ => return crate::wire::rest_as_value(kind, map).map(E::Other),
+        }
+        .map_err(typed)
+    }
+
+    /// The event a whole object is (its `type` did not come first).
+    fn from_value<E: serde::de::Error>(kind: &str, mut v: Value) -> Result<ResponseEvent, E> {
         fn typed<T: serde::de::DeserializeOwned, E: serde::de::Error>(
             kind: &str,
             v: Value,
@@ -171,29 +254,74 @@ impl<'de> Deserialize<'de> for ResponseEvent {
             "response.function_call_arguments.delta",
             "error",
         ];
-        if !known.contains(&kind.as_str()) {
+        if !known.contains(&kind) {
             return Ok(ResponseEvent::Other(v));
         }
         if let Value::Object(o) = &mut v {
             o.remove("type");
         }
-        match kind.as_str() {
-            "response.created" => typed(&kind, v, ResponseEvent::Created),
-            "response.in_progress" => typed(&kind, v, ResponseEvent::InProgress),
-            "response.completed" => typed(&kind, v, ResponseEvent::Completed),
-            "response.incomplete" => typed(&kind, v, ResponseEvent::Incomplete),
-            "response.failed" => typed(&kind, v, ResponseEvent::Failed),
-            "response.output_item.added" => typed(&kind, v, ResponseEvent::OutputItemAdded),
-            "response.output_item.done" => typed(&kind, v, ResponseEvent::OutputItemDone),
-            "response.output_text.delta" => typed(&kind, v, ResponseEvent::OutputTextDelta),
+        match kind {
+            "response.created" => typed(kind, v, ResponseEvent::Created),
+            "response.in_progress" => typed(kind, v, ResponseEvent::InProgress),
+            "response.completed" => typed(kind, v, ResponseEvent::Completed),
+            "response.incomplete" => typed(kind, v, ResponseEvent::Incomplete),
+            "response.failed" => typed(kind, v, ResponseEvent::Failed),
+            "response.output_item.added" => typed(kind, v, ResponseEvent::OutputItemAdded),
+            "response.output_item.done" => typed(kind, v, ResponseEvent::OutputItemDone),
+            "response.output_text.delta" => typed(kind, v, ResponseEvent::OutputTextDelta),
             "response.reasoning_summary_text.delta" => {
-                typed(&kind, v, ResponseEvent::ReasoningSummaryTextDelta)
+                typed(kind, v, ResponseEvent::ReasoningSummaryTextDelta)
             }
-            "response.reasoning_text.delta" => typed(&kind, v, ResponseEvent::ReasoningTextDelta),
+            "response.reasoning_text.delta" => typed(kind, v, ResponseEvent::ReasoningTextDelta),
             "response.function_call_arguments.delta" => {
-                typed(&kind, v, ResponseEvent::FunctionCallArgumentsDelta)
+                typed(kind, v, ResponseEvent::FunctionCallArgumentsDelta)
             }
-            _ => typed(&kind, v, ResponseEvent::Error),
+            _ => typed(kind, v, ResponseEvent::Error),
+        }
+    }
+
+    /// Sets the event's `sequence_number`.
+    pub fn set_sequence_number(&mut self, n: u64) {
+        match self {
+            ResponseEvent::Created(s)
+            | ResponseEvent::InProgress(s)
+            | ResponseEvent::Completed(s)
+            | ResponseEvent::Incomplete(s)
+            | ResponseEvent::Failed(s) => s.sequence_number = n,
+            ResponseEvent::OutputItemAdded(e) | ResponseEvent::OutputItemDone(e) => {
+                e.sequence_number = n
+            }
+            ResponseEvent::OutputTextDelta(e)
+            | ResponseEvent::ReasoningSummaryTextDelta(e)
+            | ResponseEvent::ReasoningTextDelta(e)
+            | ResponseEvent::FunctionCallArgumentsDelta(e) => e.sequence_number = n,
+            ResponseEvent::Error(e) => e.sequence_number = n,
+            ResponseEvent::Other(v) => {
+                if let Value::Object(o) = v {
+                    o.insert("sequence_number".into(), Value::from(n));
+                }
+            }
+        }
+    }
+
+    /// A field of the event as JSON (for the kinds kept as values, and the
+    /// fields a typed kind keeps in `extra`).
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        match self {
+            ResponseEvent::Other(v) => v.get(key),
+            ResponseEvent::Created(s)
+            | ResponseEvent::InProgress(s)
+            | ResponseEvent::Completed(s)
+            | ResponseEvent::Incomplete(s)
+            | ResponseEvent::Failed(s) => s.extra.get(key),
+            ResponseEvent::OutputItemAdded(e) | ResponseEvent::OutputItemDone(e) => {
+                e.extra.get(key)
+            }
+            ResponseEvent::OutputTextDelta(e)
+            | ResponseEvent::ReasoningSummaryTextDelta(e)
+            | ResponseEvent::ReasoningTextDelta(e)
+            | ResponseEvent::FunctionCallArgumentsDelta(e) => e.extra.get(key),
+            ResponseEvent::Error(e) => e.extra.get(key),
         }
     }
 }
@@ -227,7 +355,15 @@ mod tests {
             Some("failed")
         );
         assert!(typed[0].terminal().is_none());
-        assert_eq!(serde_json::to_value(&typed).unwrap(), events);
+        // Snapshots gain the fields the schema requires, null.
+        let mut expected = events.clone();
+        for i in [0, 6] {
+            for key in ["usage", "incomplete_details", "error"] {
+                let response = expected[i]["response"].as_object_mut().unwrap();
+                response.entry(key).or_insert(Value::Null);
+            }
+        }
+        assert_eq!(serde_json::to_value(&typed).unwrap(), expected);
     }
 
     #[test]

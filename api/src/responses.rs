@@ -1050,11 +1050,14 @@ pub struct Response {
     pub status: Option<String>,
     #[serde(default)]
     pub output: Vec<Item>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null until known: the schema requires the field.
+    #[serde(default)]
     pub usage: Option<Usage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null unless the response is incomplete.
+    #[serde(default)]
     pub incomplete_details: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null unless the response failed.
+    #[serde(default)]
     pub error: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,

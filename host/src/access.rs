@@ -6,6 +6,8 @@
 use crate::error::Error;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use llmproxy_api::events::ResponseEvent;
+use llmproxy_api::responses::Response;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -103,7 +105,28 @@ impl AccessLog {
         self.error = Some(crate::redact::redact_owned(error.to_string()));
     }
 
-    /// A complete response object (or a stream's terminal response).
+    /// A stream's terminal response.
+    pub fn terminal(&mut self, response: &Response) {
+        self.status = 200;
+        self.outcome = match response.status.as_deref() {
+            Some("incomplete") => "incomplete",
+            Some("failed") => "failed",
+            _ => "completed",
+        };
+        if let Some(usage) = &response.usage {
+            self.usage = Some((usage.input_tokens, usage.output_tokens));
+        }
+        if self.outcome == "failed" {
+            self.error = response
+                .error
+                .as_ref()
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(|m| crate::redact::redact(m).into_owned());
+        }
+    }
+
+    /// A complete response object.
     pub fn response(&mut self, response: &serde_json::Map<String, Value>) {
         self.status = 200;
         self.outcome = match response.get("status").and_then(Value::as_str) {
@@ -167,17 +190,15 @@ impl AccessLog {
     /// Follows a canonical event stream: the record is written when the
     /// stream is dropped, with what its terminal event said, or as
     /// `client_closed` when it never got there.
-    pub fn follow(&mut self, events: BoxStream<'static, Value>) -> BoxStream<'static, Value> {
+    pub fn follow(
+        &mut self,
+        events: BoxStream<'static, ResponseEvent>,
+    ) -> BoxStream<'static, ResponseEvent> {
         let mut log = self.take_for_stream();
         events
             .inspect(move |event| {
-                if let Some(Value::Object(response)) = event.get("response")
-                    && matches!(
-                        event.get("type").and_then(Value::as_str),
-                        Some("response.completed" | "response.incomplete" | "response.failed")
-                    )
-                {
-                    log.response(response);
+                if let Some(response) = event.terminal() {
+                    log.terminal(response);
                 }
             })
             .boxed()

@@ -21,6 +21,7 @@ use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use llmproxy_api::events::ResponseEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -376,19 +377,21 @@ impl Conversations {
     pub(crate) fn keep_stream(
         &self,
         record: Record,
-        events: BoxStream<'static, Value>,
-    ) -> BoxStream<'static, Value> {
+        events: BoxStream<'static, ResponseEvent>,
+    ) -> BoxStream<'static, ResponseEvent> {
         let state = Arc::new((self.clone(), record));
         events
             .then(move |mut event| {
                 let state = state.clone();
                 async move {
-                    let terminal = matches!(
-                        event.get("type").and_then(Value::as_str),
-                        Some("response.completed" | "response.incomplete" | "response.failed")
-                    );
-                    if terminal && let Some(Value::Object(response)) = event.get_mut("response") {
-                        state.0.keep(&state.1, response).await;
+                    if let Some(response) = event.terminal_mut()
+                        && let Ok(Value::Object(mut kept)) = serde_json::to_value(&*response)
+                    {
+                        state.0.keep(&state.1, &mut kept).await;
+                        // What keeping decided (`store: false` when it failed).
+                        if let Some(store) = kept.remove("store") {
+                            response.extra.insert("store".into(), store);
+                        }
                     }
                     event
                 }

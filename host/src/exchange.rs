@@ -14,6 +14,7 @@ use crate::upstream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use llmproxy_api::events::ResponseEvent;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -83,7 +84,13 @@ impl Proxy {
             } => {
                 let tap = tap.clone();
                 Outcome::Stream {
-                    events: events.inspect(move |e| record(&tap, e)).boxed(),
+                    events: events
+                        .inspect(move |e| {
+                            if let Ok(v) = serde_json::to_value(e) {
+                                record(&tap, &v);
+                            }
+                        })
+                        .boxed(),
                     upstream_id,
                 }
             }
@@ -306,7 +313,7 @@ pub(crate) enum Outcome {
     },
     /// A canonical event stream that always ends with a terminal event.
     Stream {
-        events: BoxStream<'static, Value>,
+        events: BoxStream<'static, ResponseEvent>,
         upstream_id: Option<String>,
     },
 }

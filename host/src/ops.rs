@@ -58,9 +58,9 @@ impl Proxy {
                 while let Some(event) = events.next().await {
                     last = Some(event);
                 }
-                match last.map(|e| e.get("response").cloned()) {
-                    Some(Some(response)) => typed(response),
-                    _ => Err(Error::Internal(
+                match last.as_ref().and_then(ResponseEvent::terminal) {
+                    Some(response) => Ok(response.clone()),
+                    None => Err(Error::Internal(
                         "the stream ended without a response".into(),
                     )),
                 }
@@ -84,11 +84,7 @@ impl Proxy {
             Outcome::Stream { events, .. } => events,
             Outcome::Complete { .. } => return Err(not_streamed()),
         };
-        Ok(events
-            .map(|event| {
-                serde_json::from_value(event.clone()).unwrap_or(ResponseEvent::Other(event))
-            })
-            .boxed())
+        Ok(events)
     }
 
     /// Runs a Chat Completions request to completion:

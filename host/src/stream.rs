@@ -11,7 +11,7 @@ use crate::upstream::{SseEvent, SseParser};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde_json::Value;
+use llmproxy_api::events::ResponseEvent;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -127,7 +127,7 @@ struct StreamState {
     /// `None` once closed, at the stream's end.
     translator: Option<StreamInstance>,
     guard: StreamGuard,
-    pending: VecDeque<Value>,
+    pending: VecDeque<ResponseEvent>,
     done: bool,
 }
 
@@ -166,15 +166,15 @@ impl StreamState {
     }
 
     /// Remembers provider reasoning state from finished items.
-    fn learn_from(&mut self, events: &[Value]) {
+    fn learn_from(&mut self, events: &[ResponseEvent]) {
         let Some(signatures) = &self.learn else {
             return;
         };
         for e in events {
-            if e.get("type").and_then(Value::as_str) == Some("response.output_item.done")
-                && let Some(item) = e.get("item")
+            if let ResponseEvent::OutputItemDone(done) = e
+                && let Ok(item) = serde_json::to_value(&done.item)
             {
-                self.learner.item(signatures, item);
+                self.learner.item(signatures, &item);
             }
         }
     }
@@ -215,7 +215,7 @@ pub(crate) fn canonical_stream(
     guard: StreamGuard,
     (deadline, cutoff): (Instant, Cutoff),
     learn: Option<Arc<SignatureCache>>,
-) -> BoxStream<'static, Value> {
+) -> BoxStream<'static, ResponseEvent> {
     let state = StreamState {
         upstream: UpstreamEvents::new(backend, response, (deadline, cutoff)),
         learn,

@@ -36,7 +36,8 @@ fn events_to_chunks_golden() {
         let mut r = ChunkRenderer::new("client-model", input["include_usage"] == true);
         let mut out = Vec::new();
         for e in input["events"].as_array().unwrap() {
-            out.extend(frames(&r.event(e)));
+            let typed: ResponseEvent = serde_json::from_value(e.clone()).unwrap();
+            out.extend(frames(&r.event(&typed)));
         }
         Value::Array(out)
     });
@@ -62,7 +63,7 @@ fn chunk_round_trip() {
     let mut out = Vec::new();
     for d in data {
         for e in p.push(d).unwrap() {
-            out.extend(frames(&r.event(&e)));
+            out.extend(frames(&r.event_value(&e)));
         }
     }
     assert_eq!(out.last().unwrap(), &json!("[DONE]"));

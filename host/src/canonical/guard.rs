@@ -3,7 +3,22 @@
 use super::complete::{ResponseMeta, complete_response};
 use crate::error::Error;
 use crate::ingress::RequestHead;
+use llmproxy_api::events::ResponseEvent;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+/// A canonical event as the host passes it on: typed where a kind is
+/// modelled and its fields are there, else as it is.
+fn typed(event: Value) -> ResponseEvent {
+    match ResponseEvent::deserialize(&event) {
+        Ok(e) => e,
+        Err(_) => ResponseEvent::Other(event),
+    }
+}
+
+fn all_typed(events: Vec<Value>) -> Vec<ResponseEvent> {
+    events.into_iter().map(typed).collect()
+}
 
 /// The `error` payload of a stream `error` event for `err`.
 fn error_payload(err: &Error) -> Value {
@@ -47,6 +62,24 @@ fn is_lifecycle(kind: &str) -> bool {
             | "response.incomplete"
             | "response.failed"
     )
+}
+
+/// An event that is not about the response as a whole: a piece of an item
+/// (text, arguments, parts) or an item itself.
+fn is_piece(event: &ResponseEvent) -> bool {
+    match event {
+        ResponseEvent::Other(v) => v
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|kind| kind != "error" && !is_lifecycle(kind)),
+        ResponseEvent::OutputItemAdded(_)
+        | ResponseEvent::OutputItemDone(_)
+        | ResponseEvent::OutputTextDelta(_)
+        | ResponseEvent::ReasoningSummaryTextDelta(_)
+        | ResponseEvent::ReasoningTextDelta(_)
+        | ResponseEvent::FunctionCallArgumentsDelta(_) => true,
+        _ => false,
+    }
 }
 
 /// The status a terminal event's snapshot must carry.
@@ -108,12 +141,44 @@ impl StreamGuard {
         }
     }
 
-    /// Takes one event from the translator and returns what to emit.
-    pub(crate) fn accept(&mut self, text: &str) -> Result<Vec<Value>, String> {
-        let mut out = Vec::new();
+    /// Takes one event from the translator and returns what to emit. Most
+    /// events are pieces of text or arguments: read once into their type,
+    /// numbered and passed on. Lifecycle and error events are completed
+    /// through their JSON.
+    pub(crate) fn accept(&mut self, text: &str) -> Result<Vec<ResponseEvent>, String> {
         if self.terminal {
+            return Ok(Vec::new());
+        }
+        if let Ok(mut event) = serde_json::from_str::<ResponseEvent>(text)
+            && is_piece(&event)
+        {
+            let mut out = Vec::new();
+            if !self.started {
+                let mut start = Vec::new();
+                self.start(&mut start);
+                out.extend(all_typed(start));
+            }
+            if let ResponseEvent::OutputItemDone(done) = &event
+                && let Ok(index) = usize::try_from(done.output_index)
+                && index < 1 << 16
+                && let Ok(item) = serde_json::to_value(&done.item)
+            {
+                if self.items.len() <= index {
+                    self.items.resize(index + 1, None);
+                }
+                self.items[index] = Some(item);
+            }
+            event.set_sequence_number(self.seq);
+            self.seq += 1;
+            out.push(event);
             return Ok(out);
         }
+        self.accept_value(text).map(all_typed)
+    }
+
+    /// [`StreamGuard::accept`] for an event read as JSON.
+    fn accept_value(&mut self, text: &str) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
         let mut event: Map<String, Value> = match serde_json::from_str(text) {
             Ok(Value::Object(o)) => o,
             Ok(_) => return Err("emitted an event that is not a JSON object".into()),
@@ -198,7 +263,11 @@ impl StreamGuard {
 
     /// Ends the stream because of `err`: an `error` event (unless the
     /// translator just sent one) and `response.failed`.
-    pub(crate) fn fail(&mut self, err: &Error) -> Vec<Value> {
+    pub(crate) fn fail(&mut self, err: &Error) -> Vec<ResponseEvent> {
+        all_typed(self.fail_value(err))
+    }
+
+    fn fail_value(&mut self, err: &Error) -> Vec<Value> {
         let mut out = Vec::new();
         if self.terminal {
             return out;
@@ -228,7 +297,7 @@ impl StreamGuard {
 
     /// The upstream and translator are done: fails the stream if it has no
     /// terminal event yet.
-    pub(crate) fn end(&mut self, backend: &str) -> Vec<Value> {
+    pub(crate) fn end(&mut self, backend: &str) -> Vec<ResponseEvent> {
         self.fail(&Error::BadUpstream {
             backend: backend.into(),
             detail: "the event stream ended before the response was complete".into(),

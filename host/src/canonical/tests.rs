@@ -136,7 +136,15 @@ fn guard() -> StreamGuard {
 fn feed(g: &mut StreamGuard, events: &[Value]) -> Vec<Value> {
     events
         .iter()
-        .flat_map(|e| g.accept(&e.to_string()).unwrap())
+        .flat_map(|e| values(g.accept(&e.to_string()).unwrap()))
+        .collect()
+}
+
+/// Events as JSON, as the client gets them.
+fn values(events: Vec<llmproxy_api::events::ResponseEvent>) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
         .collect()
 }
 
@@ -197,7 +205,7 @@ fn guard_fails_a_stream_that_ends_early() {
     let mut g = guard();
     let out = feed(&mut g, &[json!({"type":"response.created","response":{}})]);
     assert_eq!(out.len(), 1);
-    let end = g.end("vertex");
+    let end = values(g.end("vertex"));
     assert_eq!(kinds(&end), ["error", "response.failed"]);
     assert_eq!(end[0]["sequence_number"], 1);
     assert_eq!(end[0]["error"]["code"], "bad_upstream_response");
@@ -221,7 +229,7 @@ fn guard_normalises_openai_error_events_and_follows_with_failed() {
         out[2]["error"],
         json!({"code":"rate_limit_exceeded","message":"slow down","param":null,"type":"server_error"})
     );
-    let end = g.end("b");
+    let end = values(g.end("b"));
     assert_eq!(kinds(&end), ["response.failed"], "no second error event");
     assert_eq!(end[0]["response"]["error"]["message"], "slow down");
 }
@@ -248,7 +256,7 @@ fn replays_a_complete_response_as_a_valid_event_sequence() {
     let mut g = guard();
     let out: Vec<Value> = events_from_response(&response)
         .iter()
-        .flat_map(|e| g.accept(e).unwrap())
+        .flat_map(|e| values(g.accept(e).unwrap()))
         .collect();
     assert_eq!(
         kinds(&out),
@@ -294,7 +302,7 @@ fn replays_a_failed_response_with_an_error_event() {
     let mut g = guard();
     let out: Vec<Value> = events_from_response(&response)
         .iter()
-        .flat_map(|e| g.accept(e).unwrap())
+        .flat_map(|e| values(g.accept(e).unwrap()))
         .collect();
     assert_eq!(kinds(&out)[2..], ["error", "response.failed"]);
     assert_eq!(out[3]["response"]["error"]["message"], "boom");

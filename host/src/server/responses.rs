@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::HeaderMap;
-use serde_json::Value;
+use llmproxy_api::events::ResponseEvent;
 
 /// `POST /v1/responses`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
@@ -40,28 +40,20 @@ async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Res
     )
 }
 
-fn is_terminal(kind: &str) -> bool {
-    matches!(
-        kind,
-        "response.completed" | "response.incomplete" | "response.failed"
-    )
-}
-
 /// Renders canonical events as Responses SSE: `event:`/`data:` pairs, and
 /// `data: [DONE]` after the terminal event (OpenResponses requires it;
 /// OpenAI clients ignore it).
-fn sse(events: BoxStream<'static, Value>) -> Response {
+fn sse(events: BoxStream<'static, ResponseEvent>) -> Response {
     let frames = events.ready_chunks(64).map(|batch| {
         let mut buf = Vec::with_capacity(batch.len() * 256);
         for event in &batch {
-            let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
             buf.extend_from_slice(b"event: ");
-            buf.extend_from_slice(kind.as_bytes());
+            buf.extend_from_slice(event.kind().as_bytes());
             buf.extend_from_slice(b"\ndata: ");
-            // Serializing a Value into a Vec cannot fail.
+            // Serializing an event into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buf, event);
             buf.extend_from_slice(b"\n\n");
-            if is_terminal(kind) {
+            if event.terminal().is_some() {
                 buf.extend_from_slice(b"data: [DONE]\n\n");
             }
         }
