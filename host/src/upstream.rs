@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue, Method};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -65,7 +66,13 @@ pub(crate) struct Upstream {
     credentials: Credentials,
     headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) timeouts: Timeouts,
+    /// The URLs of recent paths, checked and parsed (most requests of a
+    /// backend go to a few paths; parsing one costs more than the lookup).
+    urls: std::sync::Mutex<HashMap<String, reqwest::Url>>,
 }
+
+/// Most URLs kept parsed per backend.
+const URL_CACHE: usize = 64;
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +168,7 @@ impl Upstream {
             credentials,
             headers,
             timeouts,
+            urls: std::sync::Mutex::default(),
         })
     }
 
@@ -185,6 +193,21 @@ impl Upstream {
     /// joined to the base URL, keeping its origin and path prefix.
     fn url(&self, method: &Method, path: &str) -> Result<reqwest::Url, String> {
         self.fence.check(method, path)?;
+        if let Some(url) = self.urls.lock().ok().and_then(|u| u.get(path).cloned()) {
+            return Ok(url);
+        }
+        let url = self.joined(path)?;
+        if let Ok(mut urls) = self.urls.lock() {
+            if urls.len() >= URL_CACHE {
+                urls.clear();
+            }
+            urls.insert(path.to_string(), url.clone());
+        }
+        Ok(url)
+    }
+
+    /// `path` joined to the base URL; refused when it leaves it.
+    fn joined(&self, path: &str) -> Result<reqwest::Url, String> {
         let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
             format!(
                 "asked for the upstream path {path:?}, which makes no URL ({e}); nothing was sent"

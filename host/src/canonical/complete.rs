@@ -5,6 +5,17 @@ use crate::ingress::{RequestHead, raw};
 use serde_json::{Map, Value, json};
 
 impl RequestHead {
+    /// Every parameter a `ResponseResource` echoes, parsed once per request
+    /// (each snapshot of a stream echoes them all).
+    pub(crate) fn echoed(&self) -> &Map<String, Value> {
+        self.echo.get_or_init(|| {
+            ECHOED
+                .iter()
+                .filter_map(|key| Some((key.to_string(), self.value(key)?)))
+                .collect()
+        })
+    }
+
     /// The value a `ResponseResource` must carry for `key`, taken from the
     /// request or defaulted. `None` for keys that are not echoed.
     fn value(&self, key: &str) -> Option<Value> {
@@ -222,8 +233,8 @@ pub(crate) fn complete_response(
             ),
             Some(_) => true,
         };
-        if !present && let Some(v) = echo.value(key) {
-            obj.insert(key.to_string(), v);
+        if !present && let Some(v) = echo.echoed().get(key) {
+            obj.insert(key.to_string(), v.clone());
         }
     }
     normalise_effort(obj);

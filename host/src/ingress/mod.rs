@@ -42,6 +42,9 @@ pub(crate) struct RequestHead {
     pub metadata: Option<Box<RawValue>>,
     pub safety_identifier: Option<Box<RawValue>>,
     pub prompt_cache_key: Option<Box<RawValue>>,
+    /// The echoed parameters, once parsed (see `canonical::complete`).
+    #[serde(skip)]
+    pub echo: std::cell::OnceCell<serde_json::Map<String, Value>>,
 }
 
 impl RequestHead {
