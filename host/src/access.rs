@@ -51,7 +51,7 @@ impl AccessLog {
     pub fn start(endpoint: &'static str, client_id: Option<&str>) -> AccessLog {
         let id = match client_id {
             Some(id) if acceptable_id(id) => id.to_string(),
-            _ => crate::ids::new_id("req"),
+            _ => crate::ids::request_id(),
         };
         AccessLog {
             id,

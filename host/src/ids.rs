@@ -32,6 +32,16 @@ pub(crate) fn new_id(prefix: &str) -> String {
     id
 }
 
+/// An id for a request's log record (`req_...`): unique in the process and
+/// across restarts (a random prefix drawn once), but not secret, so it
+/// costs no call into the operating system's random generator.
+pub(crate) fn request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| new_id("req")[..20].to_string());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{n:012x}")
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -47,6 +57,9 @@ mod tests {
         let a = super::new_id("resp");
         let b = super::new_id("resp");
         assert!(a.starts_with("resp_") && a.len() == 5 + 32, "{a}");
+        assert_ne!(a, b);
+        let (a, b) = (super::request_id(), super::request_id());
+        assert!(a.starts_with("req_") && a.len() == 32, "{a}");
         assert_ne!(a, b);
     }
 }

@@ -1,11 +1,18 @@
 //! The Wasm host: one engine, translators compiled once and pre-instantiated,
-//! a fresh sandboxed instance per client request.
+//! a sandboxed instance per client request.
 //!
-//! Isolation: every client request gets its own `Store` (and so its own
-//! linear memory) instantiated from an `InstancePre`; a stream keeps its
-//! instance for the stream's life. Nothing survives from one request to the
-//! next. Each store has a memory cap, each call an epoch deadline; a trap or
-//! an exceeded limit poisons only that instance and fails only that request.
+//! Isolation: a client request runs in one instance (a `Store` with its own
+//! linear memory, from an `InstancePre`); a stream keeps its instance for
+//! the stream's life. For a custom translator it is a fresh instance each
+//! time, so nothing survives from one request to the next. The bundled
+//! translators - which keep no state between requests - reuse warm
+//! instances instead (a small pool per translator, an instance that grew
+//! large not kept): that saves the setup and the first call's page faults,
+//! at the price that memory a request freed is not cleared before the next
+//! (`Limits::reuse`; the README's "Custom translators" says when to opt in).
+//! Each store has a memory cap, each call an epoch deadline; a trap or an
+//! exceeded limit poisons that instance - it is discarded, never reused -
+//! and fails only that request.
 //! Translators get WASI with nothing granted: no environment, arguments,
 //! files, sockets or stdin; what they print to stderr is captured (bounded)
 //! and logged when a call fails.
