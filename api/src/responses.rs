@@ -5,7 +5,7 @@
 //! part and tool kinds this crate does not model, in an `Other` variant
 //! holding the JSON as-is).
 
-use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -184,23 +184,13 @@ pub enum Input {
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Input;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`input`: a string or an array of items")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Input, E> {
-                Ok(Input::Text(v.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Input, E> {
-                Ok(Input::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Input, A::Error> {
-                crate::wire::list(seq, "input").map(Input::Items)
-            }
-        }
-        d.deserialize_any(V)
+        crate::wire::text_or_list(
+            d,
+            "`input`: a string or an array of items",
+            "input",
+            Input::Text,
+            Input::Items,
+        )
     }
 }
 
@@ -404,23 +394,13 @@ pub enum MessageContent {
 
 impl<'de> Deserialize<'de> for MessageContent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MessageContent;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`content`: a string or an array of parts")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
-                Ok(MessageContent::Text(v.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
-                Ok(MessageContent::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MessageContent, A::Error> {
-                crate::wire::list(seq, "content").map(MessageContent::Parts)
-            }
-        }
-        d.deserialize_any(V)
+        crate::wire::text_or_list(
+            d,
+            "`content`: a string or an array of parts",
+            "content",
+            MessageContent::Text,
+            MessageContent::Parts,
+        )
     }
 }
 

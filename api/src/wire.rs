@@ -161,6 +161,49 @@ pub(crate) fn rest_as_value<'de, A: de::MapAccess<'de>>(
     Ok(serde_json::Value::Object(object))
 }
 
+/// Reads a value that is a string or a list (`input`, a message's
+/// `content`): `text` or `list` makes the result; `what` says what is
+/// expected, `name` names the list in an error about one of its elements.
+pub(crate) fn text_or_list<'de, D, T, E>(
+    d: D,
+    what: &'static str,
+    name: &'static str,
+    text: fn(String) -> T,
+    list: fn(Vec<E>) -> T,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    E: de::Deserialize<'de>,
+{
+    struct V<T, E> {
+        what: &'static str,
+        name: &'static str,
+        text: fn(String) -> T,
+        list: fn(Vec<E>) -> T,
+    }
+    impl<'de, T, E: de::Deserialize<'de>> Visitor<'de> for V<T, E> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.what)
+        }
+        fn visit_str<Er: de::Error>(self, v: &str) -> Result<T, Er> {
+            Ok((self.text)(v.to_owned()))
+        }
+        fn visit_string<Er: de::Error>(self, v: String) -> Result<T, Er> {
+            Ok((self.text)(v))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+            crate::wire::list(seq, self.name).map(self.list)
+        }
+    }
+    d.deserialize_any(V {
+        what,
+        name,
+        text,
+        list,
+    })
+}
+
 /// Reads a list, an error naming the position that failed
 /// (`{name}[{i}]: ...`).
 pub(crate) fn list<'de, A, T>(mut seq: A, name: &str) -> Result<Vec<T>, A::Error>
