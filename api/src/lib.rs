@@ -13,6 +13,8 @@
 //! - [`chat_response`]: canonical response ⇄ Chat completion.
 //! - [`chat_stream`]: canonical events → Chat chunks, and Chat chunks →
 //!   canonical events.
+//! - [`messages`]: the Anthropic Messages API's request, answer and stream
+//!   events, and their conversions from and to the canonical format.
 //! - [`events`]: typed canonical stream events.
 //! - [`stream`]: [`stream::StreamBuilder`], which emits a well-formed canonical
 //!   event stream from provider deltas.
@@ -39,6 +41,7 @@ pub mod golden;
 pub mod ids;
 pub mod json;
 pub mod media;
+pub mod messages;
 pub mod model;
 pub mod responses;
 pub mod stream;
@@ -56,12 +59,28 @@ pub const ENVELOPE_PREFIX: &str = "pxy1.";
 /// What the host passes to translators besides the canonical request
 /// (`context.extras`): for Chat clients, the original Chat request, whose
 /// Chat-only parameters (`stop`, `n`, `seed`, ...) the canonical request
-/// cannot carry.
+/// cannot carry; for Messages clients, the Messages-only parameters
+/// (`stop_sequences`, `top_k`, `thinking`, `metadata`).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Extras {
     /// The client's Chat Completions request, when it spoke Chat.
     #[serde(default)]
     pub chat: Option<chat::ChatRequest>,
+    /// The client's Messages-only parameters, when it spoke Messages.
+    #[serde(default)]
+    pub messages: Option<messages::MessagesExtras>,
+}
+
+impl Extras {
+    /// The stop sequences the client asked for (Chat `stop`, Messages
+    /// `stop_sequences`).
+    pub fn stop_sequences(&self) -> Vec<String> {
+        match (&self.chat, &self.messages) {
+            (Some(chat), _) => chat.stop_sequences(),
+            (None, Some(m)) => m.stop_sequences.clone().unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
+    }
 }
 
 /// Why a conversion failed: the client sent something invalid, or something

@@ -344,6 +344,27 @@ impl Error {
     }
 }
 
+impl From<llmproxy_api::ConvertError> for Error {
+    /// A conversion of the client's request failed: invalid (400) or
+    /// unsupported (400, `unsupported_parameter`).
+    fn from(e: llmproxy_api::ConvertError) -> Error {
+        let (message, param) = (e.message, e.param);
+        if e.unsupported {
+            Error::Unsupported {
+                message,
+                param,
+                code: None,
+            }
+        } else {
+            Error::InvalidRequest {
+                message,
+                param,
+                code: None,
+            }
+        }
+    }
+}
+
 /// The OpenAI error type conventionally used for an HTTP status.
 fn type_for_status(status: u16) -> &'static str {
     match status {

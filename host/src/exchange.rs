@@ -112,7 +112,7 @@ impl Proxy {
         let plan = self
             .inner
             .conversations
-            .plan(body, &mut head, &backend, !client.is_chat())
+            .plan(body, &mut head, &backend, !client.resends_history())
             .await?;
         let body = plan.body;
         let upstream_model = backend.upstream_model(&model);
@@ -126,8 +126,11 @@ impl Proxy {
             plan.continued.as_deref(),
         )?;
         let mut ctx = backend.context(&model, upstream_model, streaming, extras);
-        // Chat clients cannot carry thought signatures; the proxy keeps them.
-        let learn = client.is_chat().then(|| self.inner.signatures.clone());
+        // Chat clients cannot carry thought signatures (Messages clients may
+        // drop them); the proxy keeps them.
+        let learn = client
+            .resends_history()
+            .then(|| self.inner.signatures.clone());
         let deadline = Instant::now() + backend.upstream.timeouts.total;
         let mut instance = translator.instantiate().await?;
         // Downloaded files count against media.max_inflight_mib until the

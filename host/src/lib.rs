@@ -162,7 +162,7 @@ pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
 };
 pub use error::{Error, ErrorKind};
-pub use ops::{ChatCompletionStream, ResponseStream};
+pub use ops::{ChatCompletionStream, MessageStream, ResponseStream, TokenCount};
 #[cfg(feature = "server")]
 pub use server::{raise_open_files_limit, serve};
 

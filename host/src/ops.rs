@@ -8,7 +8,8 @@ use crate::access::AccessLog;
 use crate::backend::Backend;
 use crate::config::StateKeeper;
 use crate::conversation::{ListQuery, Record, page, response_not_found};
-use crate::egress::{self, ChatAnswer, ChatBody, Frame};
+use crate::egress::chat::{self as chat_egress, ChatAnswer, ChatBody, Frame};
+use crate::egress::messages::{self as messages_egress, MessagesAnswer, MessagesBody};
 use crate::error::Error;
 use crate::exchange::Outcome;
 use crate::ingress::{self, chat::ChatHead};
@@ -22,6 +23,8 @@ use futures_util::stream::BoxStream;
 use http::StatusCode;
 use llmproxy_api::chat::{ChatChunk, ChatCompletion, ChatRequest};
 use llmproxy_api::events::ResponseEvent;
+use llmproxy_api::messages::stream::StreamEvent;
+use llmproxy_api::messages::{Message, MessagesRequest};
 use llmproxy_api::responses::{CreateResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -31,6 +34,20 @@ use std::sync::Arc;
 /// `response.failed` - a failure midway is an [`ResponseEvent::Error`]
 /// followed by `response.failed`).
 pub type ResponseStream = BoxStream<'static, ResponseEvent>;
+
+/// The events of a streamed Messages answer, from `message_start` to
+/// `message_stop`, or to an `error` event when it failed midway.
+pub type MessageStream = BoxStream<'static, StreamEvent>;
+
+/// The input tokens of a Messages request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCount {
+    /// The number of input tokens.
+    pub input_tokens: u64,
+    /// Whether the count is the proxy's estimate (the upstream has no
+    /// counting endpoint) rather than the upstream's own count.
+    pub estimated: bool,
+}
 
 /// The chunks of a streamed chat completion. A failure midway ends the
 /// stream with an `Err`.
@@ -128,11 +145,83 @@ impl Proxy {
             .filter_map(|frame| async move {
                 match frame {
                     Frame::Chunk(chunk) => Some(typed_bytes(&chunk)),
-                    Frame::Error(error) => Some(Err(egress::stream_error(&error))),
+                    Frame::Error(error) => Some(Err(chat_egress::stream_error(&error))),
                     Frame::Done => None,
                 }
             })
             .boxed())
+    }
+
+    /// Runs an Anthropic Messages request to completion: `POST /v1/messages`
+    /// without HTTP. `request.stream` is ignored.
+    pub async fn create_message(&self, mut request: MessagesRequest) -> Result<Message, Error> {
+        request.stream = Some(false);
+        let mut log = AccessLog::start("messages", None);
+        let answer = self
+            .messages(&request, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?;
+        match answer.body {
+            MessagesBody::Whole(message) => Ok(*message),
+            MessagesBody::Stream(_) => Err(Error::Internal(
+                "a stream came back for a request without streaming".into(),
+            )),
+        }
+    }
+
+    /// Runs an Anthropic Messages request with streaming: the Messages
+    /// events, from `message_start` to `message_stop` (or an `error` event
+    /// when the answer failed midway). `request.stream` is ignored.
+    pub async fn stream_message(
+        &self,
+        mut request: MessagesRequest,
+    ) -> Result<MessageStream, Error> {
+        request.stream = Some(true);
+        let mut log = AccessLog::start("messages", None);
+        let answer = self
+            .messages(&request, &mut log)
+            .await
+            .inspect_err(|e| log.failed(e))?;
+        match answer.body {
+            MessagesBody::Stream(events) => Ok(events),
+            MessagesBody::Whole(_) => Err(not_streamed()),
+        }
+    }
+
+    /// Counts the input tokens of a Messages request
+    /// (`POST /v1/messages/count_tokens` without HTTP), for the backend its
+    /// model routes to.
+    pub async fn count_message_tokens(
+        &self,
+        request: &MessagesRequest,
+    ) -> Result<TokenCount, Error> {
+        let model = request.model.as_deref().unwrap_or_default();
+        ingress::require_model(Some(model))?;
+        self.route(model)?;
+        // Checked as a request would be (a count has no `max_tokens`), so
+        // that a count never succeeds for a conversation the model would
+        // refuse.
+        let mut checked = request.clone();
+        checked.max_tokens.get_or_insert(1);
+        llmproxy_api::messages::request::messages_to_responses(&checked)?;
+        Ok(TokenCount {
+            input_tokens: ingress::messages::estimate_tokens(request),
+            estimated: true,
+        })
+    }
+
+    /// A Messages request: converted, and run through the canonical path.
+    pub(crate) async fn messages(
+        &self,
+        request: &MessagesRequest,
+        log: &mut AccessLog,
+    ) -> Result<MessagesAnswer, Error> {
+        let model = request.model.clone().unwrap_or_default();
+        let (canonical, extras) = ingress::messages::to_canonical(request, &self.inner.signatures)?;
+        let outcome = self
+            .execute(canonical, ClientApi::Messages { extras: &extras }, log)
+            .await?;
+        messages_egress::from_canonical(outcome, &model)
     }
 
     /// A stored response (`GET /v1/responses/{id}` without HTTP): one the
@@ -295,7 +384,7 @@ impl Proxy {
             let outcome = self
                 .execute(canonical, ClientApi::Chat { extras: &extras }, log)
                 .await?;
-            return egress::from_canonical(outcome, &head.model, head.include_usage);
+            return chat_egress::from_canonical(outcome, &head.model, head.include_usage);
         };
         backend.upstream.check_model(&upstream_model)?;
         log.routed(&head.model, &backend.name, head.stream);

@@ -14,7 +14,7 @@
 
 use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
-use crate::egress::{ChatAnswer, ChatBody, Frame};
+use crate::egress::chat::{ChatAnswer, ChatBody, Frame};
 use crate::error::Error;
 use crate::ingress::chat::ChatHead;
 use crate::stream::UpstreamEvents;

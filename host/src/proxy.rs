@@ -71,18 +71,24 @@ pub(crate) enum ClientApi<'a> {
     /// `{"chat": <the client's request>}`, for what the canonical request
     /// cannot carry.
     Chat { extras: &'a str },
+    /// Anthropic Messages. `extras` is `{"messages": {...}}`: its
+    /// Messages-only parameters.
+    Messages { extras: &'a str },
 }
 
 impl<'a> ClientApi<'a> {
-    pub(crate) fn is_chat(self) -> bool {
-        matches!(self, ClientApi::Chat { .. })
+    /// Whether the client sends the whole conversation each time and drops
+    /// what it does not know of earlier answers (Chat, Messages): the
+    /// proxy stores nothing for it, and keeps thought signatures for it.
+    pub(crate) fn resends_history(self) -> bool {
+        !matches!(self, ClientApi::Responses)
     }
 
     /// The translator's `context.extras` (`{}` for Responses clients).
     pub(crate) fn extras(self) -> &'a str {
         match self {
             ClientApi::Responses => "{}",
-            ClientApi::Chat { extras } => extras,
+            ClientApi::Chat { extras } | ClientApi::Messages { extras } => extras,
         }
     }
 }

@@ -218,7 +218,8 @@ impl From<api::ConvertError> for Error {
     }
 }
 
-/// The context's extras: the parameters of a Chat client's original request.
+/// The context's extras: the parameters of a Chat client's original
+/// request, or a Messages client's Messages-only parameters.
 ///
 /// Its conversation and tools (`messages`, `tools`, `functions`) are left out:
 /// the canonical request already carries them, and parsing the client's
@@ -232,6 +233,14 @@ pub fn extras(ctx: &Context) -> Result<api::Extras, Error> {
         return Ok(api::Extras::default());
     }
     let outer = json::RawObject::parse(ctx.extras.as_bytes()).map_err(invalid)?;
+    if let Some(raw) = outer.get("messages").filter(|raw| raw.get() != "null") {
+        let messages = serde_json::from_str(raw.get())
+            .map_err(|e| Error::invalid(format!("the Messages request is not valid: {e}"), None))?;
+        return Ok(api::Extras {
+            chat: None,
+            messages: Some(messages),
+        });
+    }
     let Some(raw) = outer.get("chat").filter(|raw| raw.get() != "null") else {
         return Ok(api::Extras::default());
     };
@@ -240,7 +249,10 @@ pub fn extras(ctx: &Context) -> Result<api::Extras, Error> {
         chat.remove(conversation);
     }
     let chat = serde_json::from_slice(&chat.to_vec()).map_err(invalid)?;
-    Ok(api::Extras { chat: Some(chat) })
+    Ok(api::Extras {
+        chat: Some(chat),
+        messages: None,
+    })
 }
 
 /// Refuses a Chat client's request that uses Chat-only parameters this

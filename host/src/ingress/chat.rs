@@ -83,22 +83,7 @@ pub(crate) fn to_canonical(
     signatures: &SignatureCache,
 ) -> Result<(Bytes, String), Error> {
     require_model(chat.model.as_deref())?;
-    let mut canonical = chat_to_responses(chat).map_err(|e| {
-        let (message, param) = (e.message, e.param);
-        if e.unsupported {
-            Error::Unsupported {
-                message,
-                param,
-                code: None,
-            }
-        } else {
-            Error::InvalidRequest {
-                message,
-                param,
-                code: None,
-            }
-        }
-    })?;
+    let mut canonical = chat_to_responses(chat).map_err(Error::from)?;
     if let Some(Input::Items(items)) = &mut canonical.input {
         // Thought signatures of earlier answers, which Chat clients cannot
         // send back themselves.

@@ -5,6 +5,7 @@
 //! [`chat`].
 
 pub(crate) mod chat;
+pub(crate) mod messages;
 
 use crate::error::Error;
 use serde::Deserialize;

@@ -3,7 +3,7 @@
 //! the answer written as a `chat.completion` or as SSE chunks.
 
 use crate::access::AccessLog;
-use crate::egress::{ChatBody, Frame};
+use crate::egress::chat::{ChatBody, Frame};
 use crate::error::Error;
 use crate::ingress::chat::ChatHead;
 use crate::proxy::Proxy;

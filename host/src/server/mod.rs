@@ -6,6 +6,7 @@
 
 mod chat;
 mod connections;
+mod messages;
 mod responses;
 
 pub use connections::{raise_open_files_limit, serve};
@@ -107,6 +108,10 @@ pub(crate) fn router(proxy: Live) -> Router {
             get(responses::input_items),
         )
         .route("/responses/{id}/input_items", get(responses::input_items))
+        .route("/v1/messages", post(messages::handle))
+        .route("/messages", post(messages::handle))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/chat/completions", post(chat::handle))
         .route("/v1/models", get(models))
@@ -135,7 +140,7 @@ async fn not_found(request: Request) -> Error {
     Error::Route {
         status: StatusCode::NOT_FOUND,
         message: format!(
-            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, GET and DELETE /v1/responses/{{id}}, GET /v1/responses/{{id}}/input_items, POST /v1/chat/completions, GET /v1/models and GET /healthz.",
+            "Unknown request URL: {} {}. This proxy serves POST /v1/responses, GET and DELETE /v1/responses/{{id}}, GET /v1/responses/{{id}}/input_items, POST /v1/chat/completions, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models and GET /healthz.",
             request.method(),
             request.uri().path()
         ),
@@ -153,37 +158,59 @@ async fn method_not_allowed(request: Request) -> Error {
     }
 }
 
-/// Requires `Authorization: Bearer <LLMPROXY_API_KEY>` when a key is set.
+/// Requires the client key (`LLMPROXY_API_KEY`) when one is set, as
+/// `Authorization: Bearer <key>` or as `x-api-key: <key>` (Anthropic's
+/// clients send one or the other).
 async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) -> Response {
     if let Some(key) = &proxy.inner.api_key {
-        let provided = request
-            .headers()
+        let headers = request.headers();
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        let ok = provided.is_some_and(|p| bool::from(p.as_bytes().ct_eq(key.expose().as_bytes())));
-        if !ok {
-            let message = if provided.is_some() {
-                "Incorrect API key: the bearer token does not match this proxy's key (LLMPROXY_API_KEY)."
+        let api_key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let matches = |p: Option<&str>| {
+            p.is_some_and(|p| bool::from(p.as_bytes().ct_eq(key.expose().as_bytes())))
+        };
+        if !(matches(bearer) || matches(api_key)) {
+            let message = if bearer.is_some() || api_key.is_some() {
+                "Incorrect API key: the key sent (Authorization: Bearer or x-api-key) does not match this proxy's key (LLMPROXY_API_KEY)."
             } else {
-                "Missing API key: send `Authorization: Bearer <key>` with the key this proxy was started with (LLMPROXY_API_KEY)."
+                "Missing API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`) with the key this proxy was started with (LLMPROXY_API_KEY)."
             };
             let path = request.uri().path();
             let endpoint = match () {
                 _ if path.ends_with("/chat/completions") => "chat",
                 _ if path.contains("/responses") => "responses",
+                _ if is_messages(path) => "messages",
                 _ => "models",
             };
             let mut log = access_log(endpoint, request.headers());
             let error = Error::Unauthorized(message.into());
             log.failed(&error);
-            return with_request_id(error.into_response(), &log);
+            let response = if endpoint == "messages" {
+                messages::error_response(&error)
+            } else {
+                error.into_response()
+            };
+            return with_request_id(response, &log);
         }
     }
     next.run(request).await
+}
+
+/// Whether `path` is one of the Messages endpoints, whose errors are in
+/// Anthropic's shape.
+fn is_messages(path: &str) -> bool {
+    path.strip_prefix("/v1")
+        .unwrap_or(path)
+        .starts_with("/messages")
 }
 
 /// Reads a request body, enforcing the size limit with a 413.
@@ -267,6 +294,7 @@ pub(crate) fn check_request(endpoint: &str, body: &[u8]) -> Result<(), Error> {
     crate::ingress::check_nesting(body)?;
     match endpoint {
         "chat" => crate::ingress::chat::parse(body).map(drop),
+        "messages" => crate::ingress::messages::parse(body).map(drop),
         _ => crate::ingress::RequestHead::parse(body).map(drop),
     }
 }

@@ -1,8 +1,9 @@
-//! The real coding agents - Codex CLI, and OpenCode with its Chat
-//! (`@ai-sdk/openai-compatible`) and Responses (`@ai-sdk/openai`) providers -
-//! through the real `llmproxy` binary and the bundled translators, on every
-//! backend kind: an OpenAI-style Chat upstream, Vertex Gemini 2.5 and 3,
-//! Vertex Claude with thinking, and an OpenResponses server.
+//! The real coding agents - Codex CLI, OpenCode with its Chat
+//! (`@ai-sdk/openai-compatible`) and Responses (`@ai-sdk/openai`) providers,
+//! and Claude Code (Anthropic Messages) - through the real `llmproxy` binary
+//! and the bundled translators, on every backend kind: an OpenAI-style Chat
+//! upstream, Vertex Gemini 2.5 and 3, Vertex Claude with thinking, and an
+//! OpenResponses server.
 //!
 //! Each agent gets one task: run a shell command (the fakes call its shell
 //! tool with [`AGENT_COMMAND`], which leaves a file behind) and finish with a
@@ -47,6 +48,10 @@ fn program(name: &str) -> Option<PathBuf> {
         "opencode" => "node_modules/opencode-linux-x64/bin/opencode",
         _ => "node_modules/.bin/codex",
     };
+    let path = match name {
+        "claude" => "node_modules/@anthropic-ai/claude-code-linux-x64/claude",
+        _ => path,
+    };
     let bin = node_dir()?.join(path);
     assert!(
         bin.exists(),
@@ -75,6 +80,8 @@ async fn setup(name: &str) -> Setup {
         responses.base_url,
         vertex.config("")
     );
+    // Claude Code's name for the model, as the README's config maps it.
+    let toml = format!("{toml}model_map = {{ \"{CLAUDE_CODE_NAME}\" = \"{CLAUDE}\" }}\n");
     let config = dir.join("llmproxy.toml");
     std::fs::write(&config, toml).unwrap();
     let proxy = spawn(
@@ -306,6 +313,75 @@ async fn opencode(s: &Setup, npm: &str, model: &str, options: Value) -> Vec<Valu
     events
 }
 
+/// Claude Code's name for Claude Sonnet 4.5 (Anthropic's, not Vertex's).
+const CLAUDE_CODE_NAME: &str = "claude-sonnet-4-5-20250929";
+
+/// One `claude -p` turn, run as the README says: a clean environment with
+/// only the proxy's address, the client key and the model names, no
+/// non-essential traffic and no auto-update.
+async fn claude_code(s: &Setup, model: &str) -> Vec<Value> {
+    let Some(bin) = program("claude") else {
+        return Vec::new();
+    };
+    let work = s
+        .dir
+        .join(format!("claude-{}", model.replace(['@', '.'], "_")));
+    let home = work.join(".home");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    let mut cmd = command(bin);
+    cmd.env_clear()
+        .args([
+            "-p",
+            "Run the command that proves you work, then report its output.",
+        ])
+        .args(["--output-format", "stream-json", "--verbose"])
+        .args(["--dangerously-skip-permissions", "--no-session-persistence"])
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
+        .env("ANTHROPIC_BASE_URL", &s.proxy.url)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_MODEL", model)
+        .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", model)
+        .env("ANTHROPIC_DEFAULT_SONNET_MODEL", model)
+        .env("ANTHROPIC_DEFAULT_OPUS_MODEL", model)
+        .env("CLAUDE_CODE_SUBAGENT_MODEL", model)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        // `--dangerously-skip-permissions` as root, in a sandbox.
+        .env("IS_SANDBOX", "1");
+    let what = format!("claude on {model}");
+    let events = run(cmd, &work, &what).await;
+    let ran = events.iter().any(|e| {
+        e["type"] == "user"
+            && e["message"]["content"].as_array().is_some_and(|c| {
+                c.iter().any(|b| {
+                    b["type"] == "tool_result"
+                        && b["is_error"] != json!(true)
+                        && b["content"].to_string().contains("agent-ran")
+                })
+            })
+    });
+    assert!(ran, "{what} ran no command: {events:#?}");
+    let result = events
+        .iter()
+        .rfind(|e| e["type"] == "result")
+        .unwrap_or_else(|| panic!("{what}: no result: {events:#?}"));
+    // `subtype` says success even after an API error: `is_error` tells.
+    assert_eq!(result["is_error"], false, "{what}: {events:#?}");
+    assert!(
+        result["result"]
+            .as_str()
+            .is_some_and(|t| t.contains("Results:")),
+        "{what} ended without the answer: {events:#?}"
+    );
+    assert!(
+        work.join("agent-proof.txt").exists(),
+        "{what}: the command did not run"
+    );
+    events
+}
+
 /// Function names the upstream was offered in its Chat requests for `model`.
 fn chat_tool_names(up: &FakeUpstream, model: &str) -> Vec<String> {
     up.received()
@@ -507,4 +583,21 @@ async fn opencode_completes_a_turn_through_responses_on_every_backend() {
     );
     let bodies = vertex_bodies(&s.vertex, GEMINI_3);
     assert!(bodies.len() >= 2, "{bodies:#?}");
+}
+
+#[tokio::test]
+async fn claude_code_completes_a_turn_on_every_backend() {
+    if program("claude").is_none() {
+        return;
+    }
+    let s = setup("claude").await;
+    for model in [CHAT, GEMINI_25, GEMINI_3, CLAUDE_CODE_NAME, OPENRESPONSES] {
+        claude_code(&s, model).await;
+    }
+    // Claude got the thinking of its own earlier turn back, signed.
+    assert!(
+        !s.vertex.claude_replayed().is_empty(),
+        "Claude's thinking was not replayed"
+    );
+    let _ = (&s.chat, &s.responses);
 }

@@ -14,6 +14,7 @@ mod fake_vertex;
 mod faults;
 mod fuzz;
 mod library;
+mod messages;
 mod reload;
 mod responses;
 mod sandbox;

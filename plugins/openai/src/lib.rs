@@ -168,8 +168,14 @@ impl Translator for OpenAi {
                     developer_instructions: settings.instructions_role.as_deref()
                         == Some("developer"),
                 };
-                let chat =
+                let mut chat =
                     responses_to_chat(&request, &ctx.upstream_model, ctx.streaming, options)?;
+                // A Messages client's stop sequences (a Chat client's own
+                // request goes through unconverted).
+                let stop = llmproxy_sdk::extras(ctx)?.stop_sequences();
+                if !stop.is_empty() {
+                    chat.stop = Some(serde_json::json!(stop));
+                }
                 serde_json::to_vec(&chat).map_err(json_error)?
             }
             Api::Responses => {

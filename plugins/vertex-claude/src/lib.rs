@@ -90,6 +90,7 @@ impl Translator for VertexClaude {
             model: &ctx.upstream_model,
             settings: &settings,
             chat: extras.chat.as_ref(),
+            messages: extras.messages.as_ref(),
             media: &ctx.media,
             streaming: ctx.streaming,
         };

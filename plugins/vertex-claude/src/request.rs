@@ -6,6 +6,7 @@ use llmproxy_sdk::api::ConvertError;
 use llmproxy_sdk::api::chat::ChatRequest;
 use llmproxy_sdk::api::envelope;
 use llmproxy_sdk::api::media::{data_url, decode_base64, is_http_url, mime_from_name};
+use llmproxy_sdk::api::messages::MessagesExtras;
 use llmproxy_sdk::api::responses::{
     ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, Tool, ToolChoice,
 };
@@ -34,6 +35,8 @@ pub struct Target<'a> {
     pub settings: &'a Settings,
     /// The client's Chat request, when it spoke Chat.
     pub chat: Option<&'a ChatRequest>,
+    /// The client's Messages-only parameters, when it spoke Messages.
+    pub messages: Option<&'a MessagesExtras>,
     /// Files the host downloaded (see `error::needs-media`).
     pub media: &'a [Media],
     pub streaming: bool,
@@ -485,15 +488,23 @@ pub fn build(req: &CreateResponse, t: &Target) -> Result<Built, ConvertError> {
             body.insert("top_p".into(), json!(top_p));
         }
     }
-    if let Some(chat) = t.chat {
-        let stop = chat.stop_sequences();
-        if !stop.is_empty() {
-            body.insert("stop_sequences".into(), json!(stop));
-        }
+    let stop = match (t.chat, t.messages) {
+        (Some(chat), _) => chat.stop_sequences(),
+        (None, Some(m)) => m.stop_sequences.clone().unwrap_or_default(),
+        (None, None) => Vec::new(),
+    };
+    if !stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(stop));
     }
-    if let Some(user) = req
-        .safety_identifier
-        .as_deref()
+    if let Some(top_k) = t.messages.and_then(|m| m.top_k)
+        && thinking.is_none()
+    {
+        body.insert("top_k".into(), json!(top_k));
+    }
+    if let Some(user) = t
+        .messages
+        .and_then(MessagesExtras::user_id)
+        .or(req.safety_identifier.as_deref())
         .or(req.user.as_deref())
         .filter(|u| !u.is_empty())
     {
@@ -686,6 +697,17 @@ fn thinking_budget(
     let Some(effort) = req.reasoning.as_ref().and_then(|r| r.effort.as_deref()) else {
         return Ok(None);
     };
+    // A Messages client's own budget, when the answer has room for it.
+    if let Some(budget) = t
+        .messages
+        .and_then(|m| m.thinking.as_ref())
+        .filter(|th| th.kind == "enabled")
+        .and_then(|th| th.budget_tokens)
+        && budget >= 1024
+        && budget < max_tokens
+    {
+        return Ok(Some(budget));
+    }
     let percent = match effort {
         "none" => return Ok(None),
         "minimal" => 2,

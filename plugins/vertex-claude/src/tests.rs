@@ -46,6 +46,7 @@ fn request_golden() {
             model: input["model"].as_str().unwrap(),
             settings: &s,
             chat: chat.as_ref(),
+            messages: None,
             media: &media,
             streaming: input["streaming"] == true,
         };
@@ -225,6 +226,7 @@ fn thinking_round_trips_byte_for_byte() {
             model,
             settings: &s,
             chat: None,
+            messages: None,
             media: &[],
             streaming: false,
         },

@@ -86,6 +86,7 @@ impl Translator for VertexGemini {
             model: &ctx.upstream_model,
             settings: &settings,
             chat: extras.chat.as_ref(),
+            messages: extras.messages.as_ref(),
         };
         let mut gemini = request::build(&req, &target)?;
         request::add_hosted(&mut gemini, &lowered.hosted);

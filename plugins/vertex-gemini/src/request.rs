@@ -5,6 +5,7 @@ use llmproxy_sdk::api::ConvertError;
 use llmproxy_sdk::api::chat::ChatRequest;
 use llmproxy_sdk::api::envelope;
 use llmproxy_sdk::api::media::{data_url, mime_from_name};
+use llmproxy_sdk::api::messages::MessagesExtras;
 use llmproxy_sdk::api::responses::{
     ContentPart, CreateResponse, InputFile, InputImage, Item, Role, TextFormat, ToolChoice,
 };
@@ -69,6 +70,8 @@ pub struct Target<'a> {
     pub settings: &'a Settings,
     /// The client's Chat request, when it spoke Chat.
     pub chat: Option<&'a ChatRequest>,
+    /// The client's Messages-only parameters, when it spoke Messages.
+    pub messages: Option<&'a MessagesExtras>,
 }
 
 fn invalid(message: impl Into<String>, param: impl Into<String>) -> ConvertError {
@@ -580,6 +583,11 @@ fn generation_config(
         let stop = chat.stop_sequences();
         put("stopSequences", (!stop.is_empty()).then(|| json!(stop)));
         put("seed", chat.seed.map(|s| json!(s)));
+    }
+    if let Some(m) = t.messages {
+        let stop = m.stop_sequences.clone().unwrap_or_default();
+        put("stopSequences", (!stop.is_empty()).then(|| json!(stop)));
+        put("topK", m.top_k.map(|k| json!(k)));
     }
     let logprobs = req
         .include

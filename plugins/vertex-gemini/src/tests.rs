@@ -34,6 +34,7 @@ fn request_golden() {
             model: input["model"].as_str().unwrap(),
             settings: &s,
             chat: chat.as_ref(),
+            messages: None,
         };
         match request::build(&req, &target) {
             Ok(body) => body,
@@ -193,6 +194,7 @@ fn signatures_round_trip() {
             model: "gemini-3-flash",
             settings: &s,
             chat: None,
+            messages: None,
         },
     )
     .unwrap();
@@ -219,6 +221,7 @@ fn signatures_round_trip() {
             model: "gemini-3-pro",
             settings: &s,
             chat: None,
+            messages: None,
         },
     )
     .unwrap();

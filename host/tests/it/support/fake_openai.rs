@@ -702,11 +702,12 @@ pub const AGENT_PATCH: &str =
     "*** Begin Patch\n*** Add File: patched.txt\n+patched by the model\n*** End Patch\n";
 
 /// The arguments with which the fakes call an agent's shell tool, when
-/// `name` is one: Codex's `exec_command`, OpenCode's `bash`.
+/// `name` is one: Codex's `exec_command`, OpenCode's `bash`, Claude Code's
+/// `Bash`.
 pub fn shell_call(name: &str) -> Option<Value> {
     match name {
         "exec_command" => Some(json!({"cmd": AGENT_COMMAND})),
-        "bash" => Some(json!({"command": AGENT_COMMAND})),
+        "bash" | "Bash" => Some(json!({"command": AGENT_COMMAND})),
         _ => None,
     }
 }

@@ -75,7 +75,7 @@ pub(crate) fn from_canonical(
             response,
             upstream_id,
         } => {
-            failed_as_error(&response)?;
+            super::failed_as_error(&response)?;
             let chat = response_to_chat(&response, model);
             let body = serde_json::to_vec(&chat)
                 .map_err(|e| Error::Internal(format!("cannot serialize the answer: {e}")))?;
@@ -104,34 +104,6 @@ pub(crate) fn from_canonical(
                 upstream_id,
             }
         }
-    })
-}
-
-/// A failed canonical response is an error for a Chat client.
-pub(crate) fn failed_as_error(response: &Map<String, Value>) -> Result<(), Error> {
-    if response.get("status").and_then(Value::as_str) != Some("failed") {
-        return Ok(());
-    }
-    let error = response.get("error");
-    let field = |k: &str| {
-        error
-            .and_then(|e| e.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let code = field("code");
-    let status = match code.as_deref() {
-        Some("rate_limit_exceeded" | "insufficient_quota") => 429,
-        Some("context_length_exceeded" | "invalid_prompt" | "invalid_request_error") => 400,
-        _ => 502,
-    };
-    Err(Error::Upstream {
-        status,
-        message: field("message").unwrap_or_else(|| "The response failed.".into()),
-        error_type: None,
-        code,
-        param: None,
-        retry_after: None,
     })
 }
 
