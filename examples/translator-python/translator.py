@@ -106,6 +106,10 @@ class Translator(exports.Translator):
             raise Err(f"unknown setting(s) {', '.join(sorted(unknown))}; this translator takes {', '.join(sorted(SETTINGS))}")
         return []
 
+    def adapt(self, ctx, api, body):
+        """Never called: `configure` declares no passthrough."""
+        raise Err(t.Error_Unsupported(t.ErrorInfo("Ollama's native API is no client's", None, None)))
+
     def request(self, ctx, body):
         req = json.loads(body)
         settings = json.loads(ctx.settings)

@@ -158,7 +158,7 @@ impl Proxy {
         request.stream = Some(false);
         let mut log = AccessLog::start("messages", None);
         let answer = self
-            .messages(&request, &mut log)
+            .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
             .inspect_err(|e| log.failed(e))?;
         match answer.body {
@@ -179,7 +179,7 @@ impl Proxy {
         request.stream = Some(true);
         let mut log = AccessLog::start("messages", None);
         let answer = self
-            .messages(&request, &mut log)
+            .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
             .inspect_err(|e| log.failed(e))?;
         match answer.body {
@@ -190,33 +190,100 @@ impl Proxy {
 
     /// Counts the input tokens of a Messages request
     /// (`POST /v1/messages/count_tokens` without HTTP), for the backend its
-    /// model routes to.
+    /// model routes to: the upstream's count where it has a counting
+    /// endpoint, else an estimate.
     pub async fn count_message_tokens(
         &self,
         request: &MessagesRequest,
     ) -> Result<TokenCount, Error> {
+        self.count_tokens(to_bytes(request)?, request, &[]).await
+    }
+
+    /// `count_tokens`: `body` is the client's JSON, `betas` its
+    /// `anthropic-beta`.
+    pub(crate) async fn count_tokens(
+        &self,
+        body: Bytes,
+        request: &MessagesRequest,
+        betas: &[String],
+    ) -> Result<TokenCount, Error> {
         let model = request.model.as_deref().unwrap_or_default();
         ingress::require_model(Some(model))?;
-        self.route(model)?;
+        let backend = self.route(model)?;
         // Checked as a request would be (a count has no `max_tokens`), so
         // that a count never succeeds for a conversation the model would
         // refuse.
         let mut checked = request.clone();
         checked.max_tokens.get_or_insert(1);
         llmproxy_api::messages::request::messages_to_responses(&checked)?;
+        let upstream_model = backend.upstream_model(model);
+        if let Some(route) = backend
+            .passthrough(Api::MessagesCountTokens, &upstream_model)
+            .cloned()
+        {
+            backend.upstream.check_model(&upstream_model)?;
+            let call = passthrough::messages::Call {
+                body: &body,
+                model,
+                upstream_model: &upstream_model,
+                stream: false,
+                betas,
+            };
+            let input_tokens = passthrough::messages::count_tokens(backend, &route, call)
+                .await
+                .map_err(Error::redacted)?;
+            return Ok(TokenCount {
+                input_tokens,
+                estimated: false,
+            });
+        }
         Ok(TokenCount {
             input_tokens: ingress::messages::estimate_tokens(request),
             estimated: true,
         })
     }
 
-    /// A Messages request: converted, and run through the canonical path.
+    /// A Messages request - the client's JSON `body`, parsed as `request`,
+    /// and the betas it asked for: passed through where the backend's
+    /// upstream speaks Messages itself (Claude), else converted and run
+    /// through the canonical path.
     pub(crate) async fn messages(
         &self,
+        body: Bytes,
         request: &MessagesRequest,
+        betas: &[String],
         log: &mut AccessLog,
     ) -> Result<MessagesAnswer, Error> {
         let model = request.model.clone().unwrap_or_default();
+        ingress::require_model(Some(&model))?;
+        let backend = self.route(&model)?;
+        let upstream_model = backend.upstream_model(&model);
+        if let Some(route) = backend.passthrough(Api::Messages, &upstream_model).cloned() {
+            // Checked as the canonical path would check it, so that a bad
+            // request is a 400 naming the field before anything is sent.
+            llmproxy_api::messages::request::messages_to_responses(request)?;
+            backend.upstream.check_model(&upstream_model)?;
+            let stream = request.stream.unwrap_or(false);
+            log.routed(&model, &backend.name, stream);
+            log.watch(self.cutoff.clone());
+            let cutoff = self.cutoff.clone();
+            let call = passthrough::messages::Call {
+                body: &body,
+                model: &model,
+                upstream_model: &upstream_model,
+                stream,
+                betas,
+            };
+            let result = tokio::select! {
+                result = passthrough::messages::send(backend, &route, call, (&mut *log, cutoff)) => result,
+                () = self.cutoff.reached() => Err(Error::ShuttingDown),
+            };
+            return result.map_err(|e| {
+                let e = e.redacted();
+                log.failed(&e);
+                e
+            });
+        }
         let (canonical, extras) = ingress::messages::to_canonical(request, &self.inner.signatures)?;
         let outcome = self
             .execute(canonical, ClientApi::Messages { extras: &extras }, log)
@@ -391,7 +458,7 @@ impl Proxy {
         log.watch(self.cutoff.clone());
         let cutoff = self.cutoff.clone();
         let result = tokio::select! {
-            result = passthrough::chat(backend, &route, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
+            result = passthrough::chat::send(backend, &route, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
         };
         result.map_err(|e| {

@@ -50,7 +50,7 @@ pub use bindings::exports::llmproxy::translator::translator::{
 };
 
 /// The WIT package version this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// A translator: request and response mapping for one upstream wire format.
 ///
@@ -82,6 +82,18 @@ pub trait Translator {
     fn passthrough(settings: &str) -> Vec<Passthrough> {
         let _ = settings;
         Vec::new()
+    }
+
+    /// For a passthrough declared with `adapt`: the upstream request for a
+    /// client's request in `api`, as the client wrote it (see the WIT
+    /// package's `adapt`). The default refuses: declare no adapted
+    /// passthrough without overriding it.
+    fn adapt(ctx: &Context, api: Api, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        let _ = (ctx, body);
+        Err(Error::unsupported(
+            format!("this translator does not adapt {api:?} requests"),
+            None,
+        ))
     }
 
     /// Maps a canonical Responses request (JSON bytes) to the upstream request.
@@ -355,6 +367,14 @@ macro_rules! export_translator {
                     ::core::result::Result::Ok(
                         <$translator as $crate::Translator>::passthrough(&settings),
                     )
+                }
+
+                fn adapt(
+                    ctx: wit::Context,
+                    api: wit::Api,
+                    body: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<wit::UpstreamRequest, wit::Error> {
+                    <$translator as $crate::Translator>::adapt(&ctx, api, &body)
                 }
 
                 fn request(

@@ -45,11 +45,15 @@ pub enum StreamEvent {
     Error {
         error: ErrorBody,
     },
+    /// An event this crate does not know (an upstream's newer kind), as it
+    /// came.
+    #[serde(untagged)]
+    Other(Value),
 }
 
 impl StreamEvent {
     /// The event's `type`, which is also its SSE event name.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             StreamEvent::MessageStart { .. } => "message_start",
             StreamEvent::ContentBlockStart { .. } => "content_block_start",
@@ -59,8 +63,67 @@ impl StreamEvent {
             StreamEvent::MessageStop => "message_stop",
             StreamEvent::Ping => "ping",
             StreamEvent::Error { .. } => "error",
+            StreamEvent::Other(v) => v.get("type").and_then(Value::as_str).unwrap_or("unknown"),
         }
     }
+}
+
+/// A whole `message` as the events of a stream (for an upstream that
+/// answered a streaming request at once): `message_start`, each block
+/// started with its empty form, filled with one delta and stopped, then
+/// `message_delta` and `message_stop`.
+pub fn message_events(message: &Message) -> Vec<StreamEvent> {
+    let mut start = message.clone();
+    start.content = Vec::new();
+    start.stop_reason = None;
+    start.stop_sequence = None;
+    let mut out = vec![StreamEvent::MessageStart { message: start }];
+    for (index, block) in message.content.iter().enumerate() {
+        let index = index as u32;
+        let (empty, deltas) = match block {
+            Block::Text(t) => (
+                Block::Text(TextBlock::default()),
+                vec![Delta::TextDelta {
+                    text: t.text.clone(),
+                }],
+            ),
+            Block::Thinking(t) => (
+                empty_thinking(),
+                vec![
+                    Delta::ThinkingDelta {
+                        thinking: t.thinking.clone(),
+                    },
+                    Delta::SignatureDelta {
+                        signature: t.signature.clone(),
+                    },
+                ],
+            ),
+            Block::ToolUse(call) => (
+                tool_block(&call.id, &call.name),
+                vec![Delta::InputJsonDelta {
+                    partial_json: call.input.to_string(),
+                }],
+            ),
+            other => (other.clone(), Vec::new()),
+        };
+        out.push(StreamEvent::ContentBlockStart {
+            index,
+            content_block: empty,
+        });
+        for delta in deltas {
+            out.push(StreamEvent::ContentBlockDelta { index, delta });
+        }
+        out.push(StreamEvent::ContentBlockStop { index });
+    }
+    out.push(StreamEvent::MessageDelta {
+        delta: MessageDeltaBody {
+            stop_reason: message.stop_reason.clone(),
+            stop_sequence: message.stop_sequence.clone(),
+        },
+        usage: message.usage.clone(),
+    });
+    out.push(StreamEvent::MessageStop);
+    out
 }
 
 /// A piece of a content block.

@@ -6,9 +6,9 @@ use crate::error::Error;
 use crate::exchange::Outcome;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use llmproxy_api::messages::Message;
 use llmproxy_api::messages::response::response_to_message;
 use llmproxy_api::messages::stream::{MessageRenderer, StreamEvent};
+use llmproxy_api::messages::{Message, error_type_for_status};
 use llmproxy_api::responses::Response;
 use serde_json::Value;
 
@@ -63,4 +63,31 @@ pub(crate) fn from_canonical(outcome: Outcome, model: &str) -> Result<MessagesAn
 /// A fresh `msg_...` id.
 fn message_id() -> String {
     crate::ids::new_id("msg")
+}
+
+/// The Anthropic error `type` of an error: the upstream's own when it is
+/// one of Anthropic's, else the one Anthropic uses for the status.
+pub(crate) fn anthropic_type(error: &Error) -> &'static str {
+    if let Error::Upstream {
+        error_type: Some(t),
+        ..
+    } = error
+    {
+        const KNOWN: [&str; 10] = [
+            "invalid_request_error",
+            "authentication_error",
+            "billing_error",
+            "permission_error",
+            "not_found_error",
+            "request_too_large",
+            "rate_limit_error",
+            "api_error",
+            "overloaded_error",
+            "timeout_error",
+        ];
+        if let Some(known) = KNOWN.iter().find(|k| **k == t) {
+            return known;
+        }
+    }
+    error_type_for_status(error.status().as_u16())
 }

@@ -5,7 +5,7 @@
 //! `{"type":"error","error":{"type","message"}}`.
 
 use crate::access::AccessLog;
-use crate::egress::messages::MessagesBody;
+use crate::egress::messages::{MessagesBody, anthropic_type};
 use crate::error::Error;
 use crate::proxy::Proxy;
 use axum::extract::{Request, State};
@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::{HeaderValue, StatusCode};
+use llmproxy_api::messages::error_body;
 use llmproxy_api::messages::stream::StreamEvent;
-use llmproxy_api::messages::{error_body, error_type_for_status};
 use serde_json::Value;
 
 /// `POST /v1/messages`
@@ -26,9 +26,10 @@ pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Resp
 }
 
 async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Response, Error> {
+    let betas = betas(request.headers());
     let body = super::read_body(proxy, request).await?;
     let request = crate::ingress::messages::parse(&body)?;
-    let answer = proxy.messages(&request, log).await?;
+    let answer = proxy.messages(body, &request, &betas, log).await?;
     let response = match answer.body {
         MessagesBody::Whole(message) => axum::Json(message).into_response(),
         MessagesBody::Stream(events) => sse(events),
@@ -42,9 +43,10 @@ async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Res
 pub(super) async fn count_tokens(State(proxy): State<Proxy>, request: Request) -> Response {
     let mut log = super::access_log("messages", request.headers());
     let result = async {
+        let betas = betas(request.headers());
         let body = super::read_body(&proxy, request).await?;
         let request = crate::ingress::messages::parse(&body)?;
-        let count = proxy.count_message_tokens(&request).await?;
+        let count = proxy.count_tokens(body, &request, &betas).await?;
         let mut response =
             axum::Json(serde_json::json!({"input_tokens": count.input_tokens})).into_response();
         let source = if count.estimated {
@@ -59,6 +61,26 @@ pub(super) async fn count_tokens(State(proxy): State<Proxy>, request: Request) -
     }
     .await;
     respond(result, &mut log)
+}
+
+/// The betas a client asked for: every `anthropic-beta` header's
+/// comma-separated values (at most 64, each an identifier).
+fn betas(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| {
+            !b.is_empty()
+                && b.len() <= 100
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        })
+        .take(64)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Writes Messages events as SSE (`event: <type>` and `data: <json>`), a
@@ -97,7 +119,14 @@ fn respond(result: Result<Response, Error>, log: &mut AccessLog) -> Response {
 /// An error as Anthropic's API answers it: its status (an upstream's 529
 /// stays 529), its body, and `retry-after` when known.
 pub(super) fn error_response(error: &Error) -> Response {
-    let status = error.status();
+    let kind = anthropic_type(error);
+    // Claude's "overloaded" is 529, which OpenAI-shaped answers make 503.
+    let status = match error {
+        Error::Upstream { status: 503, .. } if kind == "overloaded_error" => {
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        _ => error.status(),
+    };
     let mut response = (status, axum::Json(error_json(error))).into_response();
     if let Some(secs) = error.retry_after() {
         response
@@ -119,31 +148,4 @@ pub(super) fn error_response(error: &Error) -> Response {
 fn error_json(error: &Error) -> Value {
     let message = crate::redact::redact(&error.to_string()).into_owned();
     error_body(anthropic_type(error), &message)
-}
-
-/// The Anthropic error `type` of an error: the upstream's own when it is
-/// one of Anthropic's, else the one Anthropic uses for the status.
-fn anthropic_type(error: &Error) -> &'static str {
-    if let Error::Upstream {
-        error_type: Some(t),
-        ..
-    } = error
-    {
-        const KNOWN: [&str; 10] = [
-            "invalid_request_error",
-            "authentication_error",
-            "billing_error",
-            "permission_error",
-            "not_found_error",
-            "request_too_large",
-            "rate_limit_error",
-            "api_error",
-            "overloaded_error",
-            "timeout_error",
-        ];
-        if let Some(known) = KNOWN.iter().find(|k| **k == t) {
-            return known;
-        }
-    }
-    error_type_for_status(error.status().as_u16())
 }

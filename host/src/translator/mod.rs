@@ -66,7 +66,7 @@ pub(crate) enum Requested {
 /// The WIT interface every translator must export, at this exact version.
 pub(crate) const INTERFACE: &str = "llmproxy:translator/translator";
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// How often the epoch ticks; call deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(5);
@@ -682,6 +682,36 @@ impl Instance {
             Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
             Ok(Err(e)) => Err(self.guest_error(e)),
             Err(e) => Err(self.trap("trapped in request", &e)),
+        }
+    }
+
+    /// `adapt`: a client's request in an API the upstream speaks itself ->
+    /// the upstream request. What the translator notes on stderr (features
+    /// it left out) is logged at debug level.
+    pub(crate) async fn adapt(
+        &mut self,
+        ctx: &Context,
+        api: Api,
+        body: &[u8],
+    ) -> Result<UpstreamRequest, Error> {
+        let live = self.live()?;
+        let noted = live.store.data().stderr.contents().len();
+        let guest = live.bindings.llmproxy_translator_translator();
+        let result = guest.call_adapt(&mut live.store, ctx, api, body).await;
+        let notes = live.store.data().stderr.contents();
+        if notes.len() > noted && tracing::enabled!(tracing::Level::DEBUG) {
+            let notes = String::from_utf8_lossy(&notes[noted..]);
+            tracing::debug!(
+                translator = %self.translator.name,
+                backend = %ctx.backend,
+                "adapted: {}",
+                crate::redact::redact(notes.trim())
+            );
+        }
+        match result {
+            Ok(Ok(request)) => Ok(request),
+            Ok(Err(e)) => Err(self.guest_error(e)),
+            Err(e) => Err(self.trap("trapped in adapt", &e)),
         }
     }
 

@@ -316,9 +316,30 @@ async fn opencode(s: &Setup, npm: &str, model: &str, options: Value) -> Vec<Valu
 /// Claude Code's name for Claude Sonnet 4.5 (Anthropic's, not Vertex's).
 const CLAUDE_CODE_NAME: &str = "claude-sonnet-4-5-20250929";
 
-/// One `claude -p` turn, run as the README says: a clean environment with
-/// only the proxy's address, the client key and the model names, no
-/// non-essential traffic and no auto-update.
+/// The environment the README gives Claude Code (its Clients section), as
+/// (name, value) pairs, the values as written.
+fn readme_claude_env() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let from = readme
+        .find("**Claude Code**")
+        .expect("the README shows Claude Code's environment");
+    let block = &readme[from..];
+    let start = block.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    block[start..end]
+        .split_whitespace()
+        .filter_map(|word| {
+            let (name, value) = word.split_once('=')?;
+            let upper = name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+            upper.then(|| (name.to_string(), value.trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+/// One `claude -p` turn, run with the README's environment: only the
+/// proxy's address, the client key and the model names, no non-essential
+/// traffic and no auto-update.
 async fn claude_code(s: &Setup, model: &str) -> Vec<Value> {
     let Some(bin) = program("claude") else {
         return Vec::new();
@@ -336,20 +357,24 @@ async fn claude_code(s: &Setup, model: &str) -> Vec<Value> {
         ])
         .args(["--output-format", "stream-json", "--verbose"])
         .args(["--dangerously-skip-permissions", "--no-session-persistence"])
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &home)
-        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
-        .env("ANTHROPIC_BASE_URL", &s.proxy.url)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("ANTHROPIC_MODEL", model)
-        .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", model)
-        .env("ANTHROPIC_DEFAULT_SONNET_MODEL", model)
-        .env("ANTHROPIC_DEFAULT_OPUS_MODEL", model)
-        .env("CLAUDE_CODE_SUBAGENT_MODEL", model)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
         // `--dangerously-skip-permissions` as root, in a sandbox.
         .env("IS_SANDBOX", "1");
+    let env = readme_claude_env();
+    assert!(
+        env.iter()
+            .any(|(n, v)| n == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" && v == "1"),
+        "{env:?}"
+    );
+    for (name, value) in env {
+        let value = value
+            .replace("$HOME/.claude-sandbox", &home.display().to_string())
+            .replace("$PATH", "/usr/local/bin:/usr/bin:/bin")
+            .replace("$LLMPROXY_API_KEY", KEY)
+            .replace("http://127.0.0.1:8080", &s.proxy.url)
+            .replace(CLAUDE_CODE_NAME, model);
+        assert!(!value.contains('$'), "{name}={value}: not replaced");
+        cmd.env(name, value);
+    }
     let what = format!("claude on {model}");
     let events = run(cmd, &work, &what).await;
     let ran = events.iter().any(|e| {

@@ -12,14 +12,23 @@
 //! forced tool with thinking, a tool loop whose last assistant turn does not
 //! start with its thinking, thinking blocks whose text or signature differs
 //! from what it issued, and thinking in a final assistant turn without
-//! thinking on.
+//! thinking on; `context_management` and deferred tools without their betas,
+//! and `output_config.effort` (its beta is not on Vertex). It counts tokens
+//! at `count-tokens:rawPredict`, which wants Vertex's model id in the body.
 
 use crate::fake_vertex::{FakeVertex, LOCATION, PROJECT};
 use axum::body::Body;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-const BETAS: [&str; 2] = ["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"];
+/// The betas Vertex takes (a sample of them).
+const BETAS: [&str; 5] = [
+    "context-1m-2025-08-07",
+    "interleaved-thinking-2025-05-14",
+    "context-management-2025-06-27",
+    "tool-search-tool-2025-10-19",
+    "web-search-2025-03-05",
+];
 
 fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
     let body = json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_vrtx_test"});
@@ -45,6 +54,16 @@ pub fn handle(fake: &FakeVertex, model: &str, method: &str, raw: &[u8]) -> Respo
         Ok(v) => v,
         Err(e) => return bad(&format!("invalid JSON: {e}")),
     };
+    if model == "count-tokens" {
+        return count_tokens(fake, &body, stream);
+    }
+    // A string is one text block, as the Messages API reads it.
+    let mut body = body;
+    for m in body["messages"].as_array_mut().into_iter().flatten() {
+        if let Some(text) = m["content"].as_str() {
+            m["content"] = json!([{"type": "text", "text": text}]);
+        }
+    }
     if let Err(message) = validate(fake, &body, stream) {
         return bad(&message);
     }
@@ -101,9 +120,22 @@ fn validate(fake: &FakeVertex, body: &Value, stream: bool) -> Result<(), String>
             "metadata",
             "stream",
             "anthropic_beta",
+            "context_management",
+            "output_config",
         ],
         "body",
     )?;
+    let has_beta = |beta: &str| {
+        body["anthropic_beta"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b == beta))
+    };
+    if body.get("context_management").is_some() && !has_beta("context-management-2025-06-27") {
+        return Err("context_management: Extra inputs are not permitted".into());
+    }
+    if let Some(config) = body.get("output_config") {
+        unknown(config, &["format"], "output_config")?;
+    }
     let max_tokens = body["max_tokens"]
         .as_u64()
         .filter(|n| *n > 0)
@@ -174,9 +206,20 @@ fn validate(fake: &FakeVertex, body: &Value, stream: bool) -> Result<(), String>
         }
         unknown(
             t,
-            &["name", "description", "input_schema", "cache_control"],
+            &[
+                "name",
+                "description",
+                "input_schema",
+                "cache_control",
+                "defer_loading",
+            ],
             &format!("tools.{i}"),
         )?;
+        if t.get("defer_loading").is_some() && !has_beta("tool-search-tool-2025-10-19") {
+            return Err(format!(
+                "tools.{i}.defer_loading: Extra inputs are not permitted"
+            ));
+        }
         let name = t["name"].as_str().unwrap_or("");
         if !(1..=128).contains(&name.len())
             || !name
@@ -572,5 +615,47 @@ fn sse(events: &[Value]) -> Response {
     Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from(body))
+        .unwrap()
+}
+
+/// `count-tokens:rawPredict`: Vertex's model id in the body, and a count
+/// of four bytes of the conversation per token.
+fn count_tokens(fake: &FakeVertex, body: &Value, stream: bool) -> Response {
+    if stream {
+        return bad("count-tokens takes rawPredict only");
+    }
+    if body["anthropic_version"] != "vertex-2023-10-16" {
+        return bad("anthropic_version: Input should be 'vertex-2023-10-16'");
+    }
+    let model = body["model"].as_str().unwrap_or("");
+    if !model.contains('@') {
+        return bad(&format!("model: {model:?} is not a Vertex model id"));
+    }
+    let allowed = [
+        "anthropic_version",
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "thinking",
+        "anthropic_beta",
+        "context_management",
+        "tool_choice",
+    ];
+    if let Err(message) = unknown(body, &allowed, "body") {
+        return bad(&message);
+    }
+    if body["messages"].as_array().is_none_or(Vec::is_empty) {
+        return bad("messages: at least one message is required");
+    }
+    fake.record(
+        &format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/count-tokens:rawPredict"),
+        body,
+    );
+    let tokens = (body["messages"].to_string().len() + body["system"].to_string().len()) / 4;
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"input_tokens": tokens}).to_string()))
         .unwrap()
 }

@@ -604,3 +604,211 @@ async fn count_tokens() {
     let (status, _, text) = send(&s.proxy, "/v1/messages/count_tokens", &unknown).await;
     assert_eq!(status, 404, "{text}");
 }
+
+/// A Messages request to Claude on Vertex arrives as the client wrote it:
+/// cache breakpoints on system, tools and messages, `context_management`,
+/// deferred tools, metadata and the thinking budget unchanged, thinking
+/// blocks replayed byte for byte - adapted only where Vertex differs (no
+/// `model`, `anthropic_version`, betas in the body and only those Vertex
+/// takes, no `output_config.effort`). The answer comes back as Claude sent
+/// it, under the client's model name.
+#[tokio::test]
+async fn claude_gets_messages_as_written() {
+    let s = setup().await;
+    let betas = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,advanced-tool-use-2025-11-20,effort-2025-11-24";
+    let post = |body: Value| {
+        let proxy = &s.proxy;
+        async move {
+            let r = proxy
+                .http
+                .post(format!("{}/v1/messages?beta=true", proxy.url))
+                .header("x-api-key", KEY)
+                .header("anthropic-version", "2023-06-01")
+                .header("anthropic-beta", betas)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.unwrap())
+        }
+    };
+    let system = json!([
+        {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "Environment.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]);
+    let tools = json!([
+        {"name": "Bash", "description": "Runs a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}},
+        {"name": "Read", "description": "Reads", "input_schema": {"type": "object", "properties": {}}, "defer_loading": true, "cache_control": {"type": "ephemeral"}}
+    ]);
+    let first_turn = json!({"role": "user", "content": [{"type": "text", "text": "Run ls", "cache_control": {"type": "ephemeral"}}]});
+    let mut body = json!({
+        "model": CLAUDE, "max_tokens": 32000, "system": system, "tools": tools,
+        "messages": [first_turn],
+        "metadata": {"user_id": "user_x_account__session_y"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "thinking": {"type": "enabled", "budget_tokens": 31999}
+    });
+    let (status, _, text) = post(body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    let first: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(first["model"], CLAUDE, "the client's name: {first}");
+    assert_eq!(first["id"], "msg_vrtx_01", "Claude's own answer: {first}");
+    let (path, sent) = s.vertex.last();
+    assert!(
+        path.ends_with("/models/claude-sonnet-4-5@20250929:rawPredict"),
+        "{path}"
+    );
+    assert!(sent.get("model").is_none(), "{sent}");
+    assert_eq!(sent["anthropic_version"], "vertex-2023-10-16");
+    assert_eq!(
+        sent["anthropic_beta"],
+        json!([
+            "interleaved-thinking-2025-05-14",
+            "context-management-2025-06-27",
+            "tool-search-tool-2025-10-19"
+        ]),
+        "only betas Vertex takes, under its names"
+    );
+    assert!(
+        sent.get("output_config").is_none(),
+        "effort left out: {sent}"
+    );
+    for field in [
+        "system",
+        "tools",
+        "messages",
+        "metadata",
+        "context_management",
+        "thinking",
+        "max_tokens",
+    ] {
+        assert_eq!(sent[field], body[field], "{field} arrives as written");
+    }
+    // The tool loop: the thinking block goes back byte for byte.
+    let call = &tool_uses(&first)[0];
+    body["messages"] = json!([
+        first_turn,
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "a.txt"}]}
+    ]);
+    body["stream"] = json!(true);
+    let (status, _, text) = post(body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|f| f.lines().nth(1)?.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let message = assemble(&events);
+    assert_eq!(events[0]["message"]["model"], CLAUDE, "{events:#?}");
+    assert_eq!(events[0]["message"]["id"], "msg_vrtx_01");
+    assert!(text_of(&message).contains("a.txt"), "{message}");
+    let (path, sent) = s.vertex.last();
+    assert!(path.ends_with(":streamRawPredict"), "{path}");
+    assert_eq!(
+        sent["messages"][1]["content"], first["content"],
+        "replayed as it came"
+    );
+    assert_eq!(s.vertex.claude_replayed().len(), 1);
+    // Token counting: Vertex's endpoint, with its model id in the body.
+    let count =
+        json!({"model": CLAUDE, "system": system, "messages": [first_turn], "tools": tools});
+    let (status, headers, text) =
+        send(&s.proxy, "/v1/messages/count_tokens?beta=true", &count).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-llmproxy-token-count"], "upstream");
+    let (path, sent) = s.vertex.last();
+    assert!(path.ends_with("/models/count-tokens:rawPredict"), "{path}");
+    assert_eq!(sent["model"], "claude-sonnet-4-5@20250929");
+    let counted: Value = serde_json::from_str(&text).unwrap();
+    assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
+}
+
+/// Claude's errors through the passthrough: 529 stays 529
+/// (`overloaded_error`, with its retry-after), an `error` event midway and
+/// a stream cut off both end the client's stream with an `error` event, and
+/// a URL image (which Vertex refuses) is a 400 naming the block.
+#[tokio::test]
+async fn claude_errors_keep_anthropic_semantics() {
+    let s = setup().await;
+    let ask = |text: &str| json!({"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": text}]});
+    let (status, headers, text) = send(&s.proxy, "/v1/messages", &ask("OVERLOAD")).await;
+    assert_eq!(status, 529, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["type"], "overloaded_error", "{body}");
+    assert_eq!(headers["retry-after"], "3");
+    for (trigger, kind) in [
+        ("OVERLOAD MIDSTREAM", "overloaded_error"),
+        ("CUTOFF", "api_error"),
+    ] {
+        let (events, message) = stream(&s.proxy, &ask(trigger)).await;
+        assert_eq!(
+            events.last().unwrap()["type"],
+            "error",
+            "{trigger}: {events:#?}"
+        );
+        assert_eq!(message["error"]["type"], kind, "{trigger}: {message}");
+    }
+    let (status, _, text) = send(
+        &s.proxy,
+        "/v1/messages",
+        &json!({"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+        {"type": "text", "text": "What is it?"}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("messages.0.content.0.source"), "{text}");
+}
+
+/// The official Anthropic Python SDK (`anthropic`, installed by `.ci/run`
+/// into `host/tests/python/.venv`) on Claude (passthrough) and Gemini
+/// (converted): create, stream (the SDK accumulates the events itself),
+/// a tool loop with parallel calls, count_tokens.
+#[tokio::test]
+async fn anthropic_python_sdk() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let python = dir.join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must create host/tests/python/.venv first"
+        );
+        eprintln!("skipped: create host/tests/python/.venv with requirements.txt to enable");
+        return;
+    }
+    let s = setup().await;
+    for (model, hello) in [(CLAUDE, "Hello from Claude"), (GEMINI_25, "Hello")] {
+        let v = run_client(
+            python.to_str().unwrap(),
+            &dir.join("anthropic_sdk.py"),
+            &s.proxy.url,
+            &[("MODEL", model), ("LLMPROXY_API_KEY", KEY)],
+        )
+        .await;
+        assert!(
+            v["plain"][0].as_str().unwrap().starts_with(hello),
+            "{model}: {v}"
+        );
+        assert_eq!(v["plain"][1], "end_turn", "{model}: {v}");
+        assert_eq!(v["plain"][2], model, "{model}: {v}");
+        assert_eq!(v["streamed"][0], v["plain"][0], "{model}: {v}");
+        assert_eq!(v["streamed"][1], "end_turn", "{model}: {v}");
+        assert_eq!(v["streamed"][2], true, "{model}: {v}");
+        assert_eq!(
+            v["calls"],
+            json!([["get_weather", {"city": "Paris"}], ["now", {}]]),
+            "{model}: {v}"
+        );
+        assert_eq!(v["first_stop"], "tool_use", "{model}: {v}");
+        let after = v["after_tools"].as_str().unwrap();
+        assert!(
+            after.contains("18C") && after.contains("noon"),
+            "{model}: {v}"
+        );
+        assert_eq!(v["counted"], true, "{model}: {v}");
+    }
+}

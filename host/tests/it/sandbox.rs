@@ -106,7 +106,7 @@ async fn bad_translator_files_are_refused_at_startup() {
     std::fs::write(&other_path, &other).unwrap();
     let e = proxy_error(&format!("{base}translator = {{ path = {other_path:?} }}\n")).await;
     assert!(
-        e.contains("it exports llmproxy:translator/translator@0.0.1, but this llmproxy supports llmproxy:translator/translator@0.2.0"),
+        e.contains("it exports llmproxy:translator/translator@0.0.1, but this llmproxy supports llmproxy:translator/translator@0.3.0"),
         "{e}"
     );
     // Not a translator at all.

@@ -141,6 +141,7 @@ impl Translator for OpenAi {
                 method: "POST".into(),
                 path: s.path(),
                 headers: Vec::new(),
+                adapt: false,
             }],
             _ => Vec::new(),
         }

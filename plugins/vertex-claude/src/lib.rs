@@ -12,6 +12,7 @@
 //! Settings: see [`llmproxy_sdk::api::vertex::Settings`].
 
 pub mod answer;
+pub mod messages;
 pub mod request;
 
 use answer::{EventError, Mapper};
@@ -20,7 +21,10 @@ use llmproxy_sdk::api::responses::{CreateResponse, Response, Tool};
 use llmproxy_sdk::api::tools;
 use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::mapped::{self, AnswerMapper, MappedStream};
-use llmproxy_sdk::{Context, Error, Headers, Translator, UpstreamRequest, UpstreamResponse};
+use llmproxy_sdk::{
+    Api as ClientApi, Context, Error, Headers, Passthrough, Translator, UpstreamRequest,
+    UpstreamResponse,
+};
 use request::{Built, State};
 use serde_json::Value;
 
@@ -68,6 +72,25 @@ impl Translator for VertexClaude {
 
     fn validate_settings(settings: &str) -> Result<(), String> {
         Settings::parse(settings).map(drop)
+    }
+
+    /// Anthropic Messages clients (and their token counts) go to Claude as
+    /// they are, adapted to Vertex ([`messages`]).
+    fn passthrough(_settings: &str) -> Vec<Passthrough> {
+        [ClientApi::Messages, ClientApi::MessagesCountTokens]
+            .into_iter()
+            .map(|api| Passthrough {
+                api,
+                method: "POST".into(),
+                path: String::new(),
+                headers: Vec::new(),
+                adapt: true,
+            })
+            .collect()
+    }
+
+    fn adapt(ctx: &Context, api: ClientApi, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        messages::adapt(ctx, &settings(ctx)?, api, body)
     }
 
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {

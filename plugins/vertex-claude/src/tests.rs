@@ -371,3 +371,80 @@ fn up_json(v: &Value) -> UpstreamResponse {
         body: v.to_string().into_bytes(),
     }
 }
+
+/// The passthrough: a Messages request adapted to Vertex, everything else
+/// as written.
+#[test]
+fn messages_are_adapted_for_vertex() {
+    use crate::messages::adapt;
+    use llmproxy_sdk::Api;
+    let settings = llmproxy_sdk::api::vertex::Settings::parse(&ctx(false).settings).unwrap();
+    let body = json!({
+        "model": "claude-sonnet-4-5-20250929", "max_tokens": 100, "stream": true,
+        "system": "Base.",
+        "messages": [
+            {"role": "system", "content": "Mid-conversation rules."},
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
+        ],
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": []},
+        "future_field": {"kept": true}
+    });
+    let mut c = ctx(true);
+    c.extras = json!({"anthropic_beta": ["claude-code-20250219", "advanced-tool-use-2025-11-20", "interleaved-thinking-2025-05-14", "effort-2025-11-24"]}).to_string();
+    let req = adapt(&c, &settings, Api::Messages, body.to_string().as_bytes()).unwrap();
+    assert!(
+        req.path
+            .ends_with("/models/claude-sonnet-4-5@20250929:streamRawPredict"),
+        "{}",
+        req.path
+    );
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    assert!(sent.get("model").is_none());
+    assert_eq!(sent["anthropic_version"], "vertex-2023-10-16");
+    assert_eq!(
+        sent["anthropic_beta"],
+        json!([
+            "tool-search-tool-2025-10-19",
+            "interleaved-thinking-2025-05-14"
+        ])
+    );
+    assert!(sent.get("output_config").is_none(), "{sent}");
+    assert_eq!(sent["future_field"], json!({"kept": true}));
+    assert_eq!(sent["context_management"], json!({"edits": []}));
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "Base."}, {"type": "text", "text": "Mid-conversation rules."}])
+    );
+    assert_eq!(sent["messages"], json!([body["messages"][1]]));
+    // Token counting: Vertex's endpoint, its model id in the body.
+    let req = adapt(
+        &ctx(false),
+        &settings,
+        Api::MessagesCountTokens,
+        br#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .unwrap();
+    assert!(
+        req.path.ends_with("/models/count-tokens:rawPredict"),
+        "{}",
+        req.path
+    );
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-5@20250929");
+    // URL sources are refused with the block named.
+    let url = json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]}]});
+    let Err(llmproxy_sdk::Error::Unsupported(info)) = adapt(
+        &ctx(false),
+        &settings,
+        Api::Messages,
+        url.to_string().as_bytes(),
+    ) else {
+        panic!("a URL source went through");
+    };
+    assert_eq!(
+        info.param.as_deref(),
+        Some("messages.0.content.0.content.0.source")
+    );
+}

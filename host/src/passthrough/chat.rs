@@ -1,24 +1,18 @@
-//! Passthrough: a Chat client's request to a backend whose upstream speaks
-//! Chat Completions itself goes on as the client wrote it - every field,
-//! known or not, byte for byte - with only `model` set to the upstream model
-//! (and, for a stream, usage asked for: the access log reads it); the
-//! upstream's 2xx answer comes back as it is, its `model` the one the client
-//! asked for. No translator runs and nothing is converted: the translator
-//! declared the route when the config loaded (`configure` in the WIT
-//! contract), and is called only to turn an error answer into an error.
-//!
-//! What the host still does: routing and `model_map`, the upstream fences,
-//! credentials, timeouts and retries, scrubbing secrets from what comes
-//! back, the usage chunk shown only to clients that asked for it, and a
-//! stream that fails midway ends with an error frame, never silently.
+//! Chat Completions passthrough: a Chat client's request to a backend whose
+//! upstream speaks Chat Completions itself goes on as the client wrote it -
+//! every field, known or not, byte for byte - with only `model` set to the
+//! upstream model (and, for a stream, usage asked for: the access log reads
+//! it); the upstream's 2xx answer comes back as it is, its `model` the one
+//! the client asked for.
 
+use super::Route;
 use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
 use crate::egress::chat::{ChatAnswer, ChatBody, Frame};
 use crate::error::Error;
 use crate::ingress::chat::ChatHead;
 use crate::stream::UpstreamEvents;
-use crate::translator::{Api, Passthrough, UpstreamRequest, UpstreamResponse};
+use crate::translator::UpstreamResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use llmproxy_api::json::RawObject;
@@ -27,69 +21,6 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use tokio::time::Instant;
-
-/// A client API the upstream speaks itself, and where such requests go, as
-/// a translator declared it.
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    pub api: Api,
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Route {
-    /// The routes a translator declared, checked for what can be checked
-    /// before any request: an API at most once, a path under the base URL.
-    /// (The upstream's fence checks path, method and headers again on every
-    /// request, as for any translated request.)
-    pub(crate) fn checked(declared: Vec<Passthrough>) -> Result<Vec<Route>, String> {
-        let mut routes: Vec<Route> = Vec::new();
-        for p in declared {
-            if routes.iter().any(|r| r.api == p.api) {
-                return Err(format!("declared {:?} twice for passthrough", p.api));
-            }
-            if !p.path.starts_with('/') {
-                return Err(format!(
-                    "declared a passthrough path {:?} that does not start with '/'",
-                    p.path
-                ));
-            }
-            if p.api != Api::ChatCompletions {
-                // The host passes through Chat Completions only; other APIs
-                // go through `request` as always.
-                continue;
-            }
-            routes.push(Route {
-                api: p.api,
-                method: p.method,
-                path: p.path,
-                headers: p.headers,
-            });
-        }
-        Ok(routes)
-    }
-
-    fn request(&self, body: Vec<u8>, stream: bool) -> UpstreamRequest {
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        let mut headers = vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("accept".to_string(), accept.to_string()),
-        ];
-        headers.extend(self.headers.iter().cloned());
-        UpstreamRequest {
-            method: self.method.clone(),
-            path: self.path.clone(),
-            headers,
-            body,
-            state: String::new(),
-        }
-    }
-}
 
 /// The client's Chat request as it goes upstream: `model` set and, for a
 /// stream whose client did not ask for usage, `stream_options.include_usage`
@@ -184,7 +115,7 @@ fn with_empty_arguments_as_object(choices: &RawValue) -> Option<Value> {
 }
 
 /// A Chat request passed through `route` of `backend` to `upstream_model`.
-pub(crate) async fn chat(
+pub(crate) async fn send(
     backend: Arc<Backend>,
     route: &Route,
     body: &[u8],
@@ -193,16 +124,19 @@ pub(crate) async fn chat(
     (log, cutoff): (&mut AccessLog, Cutoff),
 ) -> Result<ChatAnswer, Error> {
     let ask_usage = head.stream && !head.include_usage;
-    let sent = upstream_body(body, upstream_model, ask_usage)?;
     let translator = backend.translator(upstream_model)?.clone();
+    let request = if route.adapt {
+        let ctx = backend.context(&head.model, upstream_model.to_string(), head.stream, "{}");
+        let mut instance = translator.instantiate().await?;
+        instance.adapt(&ctx, route.api, body).await?
+    } else {
+        let sent = upstream_body(body, upstream_model, ask_usage)?;
+        route.request(sent, head.stream)
+    };
     let deadline = Instant::now() + backend.upstream.timeouts.total;
     let response = backend
         .upstream
-        .send(
-            translator.name(),
-            route.request(sent, head.stream),
-            deadline,
-        )
+        .send(translator.name(), request, deadline)
         .await?;
     let status = response.status().as_u16();
     log.upstream_answered(status);

@@ -1,0 +1,87 @@
+//! Passthrough: a client's request to a backend whose upstream speaks the
+//! client's API itself - Chat Completions ([`chat`]), Anthropic Messages
+//! ([`messages`]) - goes on as the client wrote it, every field kept, with
+//! only `model` set to the upstream model; or, where the translator declared
+//! it so, as the translator adapts it to its upstream's dialect (`adapt` in
+//! the WIT contract: Claude on Vertex takes the model in the URL and a
+//! version in the body). The upstream's 2xx answer comes back as it is, its
+//! `model` the one the client asked for. Nothing is converted to the
+//! canonical format: the translator declared the route when the config
+//! loaded (`configure`), and is called only to adapt a request and to turn
+//! an error answer into an error.
+//!
+//! What the host still does: routing and `model_map`, the upstream fences,
+//! credentials, timeouts and retries, scrubbing secrets from what comes
+//! back, the usage it logs, and a stream that fails midway ends with an
+//! error the client sees, never silently.
+
+pub(crate) mod chat;
+pub(crate) mod messages;
+
+use crate::translator::{Api, Passthrough, UpstreamRequest};
+
+/// A client API the upstream speaks itself, and where such requests go, as
+/// a translator declared it.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub api: Api,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    /// Each request goes through the translator's `adapt`.
+    pub adapt: bool,
+}
+
+impl Route {
+    /// The routes a translator declared, checked for what can be checked
+    /// before any request: an API at most once, a path under the base URL.
+    /// (The upstream's fence checks path, method and headers again on every
+    /// request, as for any translated request.)
+    pub(crate) fn checked(declared: Vec<Passthrough>) -> Result<Vec<Route>, String> {
+        let mut routes: Vec<Route> = Vec::new();
+        for p in declared {
+            if routes.iter().any(|r| r.api == p.api) {
+                return Err(format!("declared {:?} twice for passthrough", p.api));
+            }
+            if !p.adapt && !p.path.starts_with('/') {
+                return Err(format!(
+                    "declared a passthrough path {:?} that does not start with '/'",
+                    p.path
+                ));
+            }
+            if p.api == Api::Responses {
+                // Responses requests go through `request` as always (the
+                // canonical format is the Responses API).
+                continue;
+            }
+            routes.push(Route {
+                api: p.api,
+                method: p.method,
+                path: p.path,
+                headers: p.headers,
+                adapt: p.adapt,
+            });
+        }
+        Ok(routes)
+    }
+
+    pub(crate) fn request(&self, body: Vec<u8>, stream: bool) -> UpstreamRequest {
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("accept".to_string(), accept.to_string()),
+        ];
+        headers.extend(self.headers.iter().cloned());
+        UpstreamRequest {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            headers,
+            body,
+            state: String::new(),
+        }
+    }
+}
