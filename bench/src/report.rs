@@ -646,6 +646,11 @@ pub async fn run(opts: Options) {
     let responses_stream = |model: &str, store: bool| {
         Bytes::from(json!({"model": model, "stream": true, "store": store, "input": [{"role": "user", "content": "Write."}], "max_output_tokens": 256}).to_string())
     };
+    // Anthropic Messages clients: to Claude as written (passthrough), to
+    // Gemini through the canonical format.
+    let messages_stream = |model: &str| {
+        Bytes::from(json!({"model": model, "stream": true, "max_tokens": 256, "messages": [{"role": "user", "content": "Write."}]}).to_string())
+    };
     let pairs = [
         (
             "Responses → Gemini",
@@ -684,6 +689,32 @@ pub async fn run(opts: Options) {
                 proxy.port,
                 "/v1/responses",
                 responses_stream("claude-sonnet-4-5", true),
+            ),
+        ),
+        (
+            "Messages → Claude (passthrough)",
+            target(
+                mock.port,
+                &format!("{CLAUDE_PATH}:streamRawPredict"),
+                chat_body("x", 1, false, false),
+            ),
+            target(
+                proxy.port,
+                "/v1/messages",
+                messages_stream("claude-sonnet-4-5"),
+            ),
+        ),
+        (
+            "Messages → Gemini",
+            target(
+                mock.port,
+                &format!("{GEMINI_PATH}:streamGenerateContent?alt=sse"),
+                chat_body("x", 1, false, false),
+            ),
+            target(
+                proxy.port,
+                "/v1/messages",
+                messages_stream("gemini-2.5-flash"),
             ),
         ),
         (

@@ -152,18 +152,33 @@ pub(crate) async fn count_tokens(
     call: Call<'_>,
 ) -> Result<u64, Error> {
     let request = call.request(&backend, route).await?;
-    let translator = backend.translator(call.upstream_model)?.name().to_string();
+    let state = request.state.clone();
+    let translator = backend.translator(call.upstream_model)?.clone();
     let deadline = Instant::now() + backend.upstream.timeouts.total;
     let response = backend
         .upstream
-        .send(&translator, request, deadline)
+        .send(translator.name(), request, deadline)
         .await?;
     let status = response.status().as_u16();
     let headers = crate::upstream::header_pairs(response.headers());
     let retry_after = crate::upstream::retry_after(response.headers());
     let answer = backend.upstream.read_body(response, deadline).await?;
-    let answer = crate::redact::redact_bytes(answer.to_vec());
-    if !(200..300).contains(&status) {
+    let mut answer = crate::redact::redact_bytes(answer.to_vec());
+    if route.adapt {
+        // The translator reads its upstream's count (or error) into
+        // `{"input_tokens": N}`.
+        let ctx = backend.context(call.model, call.upstream_model.to_string(), false, "{}");
+        let upstream = UpstreamResponse {
+            status,
+            headers,
+            body: answer,
+        };
+        let mut instance = translator.instantiate().await?;
+        answer = instance
+            .response(&ctx, &state, &upstream)
+            .await
+            .map_err(|e| Backend::with_retry_after(e, retry_after))?;
+    } else if !(200..300).contains(&status) {
         return Err(call
             .error(&backend, status, headers, answer, retry_after)
             .await);

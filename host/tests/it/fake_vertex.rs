@@ -302,6 +302,9 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
     let Some((model, method)) = rest.split_once(':') else {
         return google_error(404, "NOT_FOUND", "no method");
     };
+    if method == "countTokens" {
+        return count_tokens(&fake, &path, &raw);
+    }
     let stream = match method {
         "generateContent" => false,
         "streamGenerateContent" if query == "alt=sse" => true,
@@ -329,6 +332,30 @@ async fn handle(State(fake): State<FakeVertex>, request: Request) -> Response {
         .received
         .push((path.clone(), body.clone()));
     answer(&fake, model, &body, stream)
+}
+
+/// `countTokens`: contents, system instruction and tools only (Vertex
+/// refuses other fields there); four bytes of them per token.
+fn count_tokens(fake: &FakeVertex, path: &str, raw: &[u8]) -> Response {
+    let body: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(e) => return bad(&format!("Invalid JSON payload received. {e}")),
+    };
+    let allowed = ["contents", "systemInstruction", "tools", "generationConfig"];
+    if let Some(k) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        return bad(&format!(
+            "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+        ));
+    }
+    if body["contents"].as_array().is_none_or(Vec::is_empty) {
+        return bad("contents is required");
+    }
+    fake.record(path, &body);
+    let n = (body["contents"].to_string().len() + body["systemInstruction"].to_string().len()) / 4;
+    json_response(json!({"totalTokens": n, "totalBillableCharacters": n * 4}))
 }
 
 /// Vertex AI's publisher model list, two pages for Google.

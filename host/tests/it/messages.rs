@@ -587,7 +587,8 @@ async fn errors_are_anthropic_shaped() {
     assert!(message["error"]["message"].as_str().is_some(), "{message}");
 }
 
-/// `count_tokens` answers for a routed model, and says it estimated.
+/// `count_tokens` asks Gemini's `countTokens`, estimates where the upstream
+/// cannot count (and says so), and 404s for a model nobody serves.
 #[tokio::test]
 async fn count_tokens() {
     let s = setup().await;
@@ -595,6 +596,27 @@ async fn count_tokens() {
         "tools": [{"name": "now", "input_schema": {"type": "object"}}]});
     let (status, headers, text) =
         send(&s.proxy, "/v1/messages/count_tokens?beta=true", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let count: Value = serde_json::from_str(&text).unwrap();
+    assert!(count["input_tokens"].as_u64().unwrap() > 10, "{count}");
+    assert_eq!(headers["x-llmproxy-token-count"], "upstream");
+    let (path, sent) = s.vertex.last();
+    assert!(
+        path.ends_with("/models/gemini-2.5-flash:countTokens"),
+        "{path}"
+    );
+    assert!(
+        sent["systemInstruction"].to_string().contains("Be brief."),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["name"], "now",
+        "{sent}"
+    );
+    // No counting endpoint (an OpenAI Chat upstream): an estimate, said so.
+    let mut chat = body.clone();
+    chat["model"] = json!(CHAT);
+    let (status, headers, text) = send(&s.proxy, "/v1/messages/count_tokens", &chat).await;
     assert_eq!(status, 200, "{text}");
     let count: Value = serde_json::from_str(&text).unwrap();
     assert!(count["input_tokens"].as_u64().unwrap() > 10, "{count}");

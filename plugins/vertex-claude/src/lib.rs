@@ -143,6 +143,10 @@ impl Translator for VertexClaude {
         if !(200..300).contains(&response.status) {
             return Err(claude_error(response.status, &response.body));
         }
+        if state == messages::COUNT_STATE {
+            // Vertex's count is Anthropic's `{"input_tokens": N}` already.
+            return Ok(response.body);
+        }
         let state = parse_state(state);
         let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.json_tool);
         mapped::whole(mapper, &state.tools, &response.body, "Vertex")

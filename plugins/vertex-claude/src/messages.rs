@@ -19,6 +19,9 @@ use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::{Api as ClientApi, Context, Error, UpstreamRequest};
 use serde_json::{Map, Value, json};
 
+/// The `state` of a token count: `response` passes its answer on.
+pub const COUNT_STATE: &str = "count-tokens";
+
 /// The Vertex API version field Claude needs in the body.
 const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
@@ -108,7 +111,11 @@ pub fn adapt(
             .map_err(Error::invalid_model)?,
         headers: vec![("content-type".into(), "application/json".into())],
         body: serde_json::to_vec(&req).map_err(|e| Error::internal(e.to_string()))?,
-        state: String::new(),
+        state: if api == ClientApi::MessagesCountTokens {
+            COUNT_STATE.into()
+        } else {
+            String::new()
+        },
     })
 }
 

@@ -19,13 +19,16 @@ pub mod schema;
 
 use answer::{ChunkError, Mapper};
 use llmproxy_sdk::api::ids::IdGen;
+use llmproxy_sdk::api::messages::MessagesRequest;
+use llmproxy_sdk::api::messages::request::messages_to_responses;
 use llmproxy_sdk::api::responses::CreateResponse;
 use llmproxy_sdk::api::responses::Response;
 use llmproxy_sdk::api::tools::{self, ToolNames};
 use llmproxy_sdk::api::vertex::Settings;
 use llmproxy_sdk::mapped::{self, AnswerMapper, MappedStream};
 use llmproxy_sdk::{
-    Context, Error, Headers, Translator, UpstreamError, UpstreamRequest, UpstreamResponse,
+    Api as ClientApi, Context, Error, Headers, Passthrough, Translator, UpstreamError,
+    UpstreamRequest, UpstreamResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +74,54 @@ impl Translator for VertexGemini {
         Settings::parse(settings).map(drop)
     }
 
+    /// Anthropic `count_tokens` requests go to Gemini's `countTokens`.
+    fn passthrough(_settings: &str) -> Vec<Passthrough> {
+        vec![Passthrough {
+            api: ClientApi::MessagesCountTokens,
+            method: "POST".into(),
+            path: String::new(),
+            headers: Vec::new(),
+            adapt: true,
+        }]
+    }
+
+    /// A Messages token count as Gemini's `countTokens`: the request Gemini
+    /// would get for the conversation, its contents, system instruction and
+    /// tools.
+    fn adapt(ctx: &Context, api: ClientApi, body: &[u8]) -> Result<UpstreamRequest, Error> {
+        if api != ClientApi::MessagesCountTokens {
+            return Err(Error::unsupported(
+                format!("Gemini takes no {api:?} requests as they are"),
+                None,
+            ));
+        }
+        let mut messages: MessagesRequest = serde_json::from_slice(body)
+            .map_err(|e| Error::invalid(format!("invalid Messages request: {e}"), None))?;
+        messages.max_tokens.get_or_insert(1);
+        let (canonical, extras) = messages_to_responses(&messages).map_err(Error::from)?;
+        let canonical =
+            serde_json::to_vec(&canonical).map_err(|e| Error::internal(e.to_string()))?;
+        let mut counted = ctx.clone();
+        counted.streaming = false;
+        counted.extras = serde_json::json!({ "messages": extras }).to_string();
+        let generate = Self::request(&counted, &canonical)?;
+        let full: serde_json::Map<String, Value> =
+            serde_json::from_slice(&generate.body).map_err(|e| Error::internal(e.to_string()))?;
+        let body: serde_json::Map<String, Value> = full
+            .into_iter()
+            .filter(|(k, _)| matches!(k.as_str(), "contents" | "systemInstruction" | "tools"))
+            .collect();
+        Ok(UpstreamRequest {
+            method: "POST".into(),
+            path: settings(ctx)?
+                .model_path("google", &ctx.upstream_model, "countTokens")
+                .map_err(Error::invalid_model)?,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&body).map_err(|e| Error::internal(e.to_string()))?,
+            state: COUNT_STATE.into(),
+        })
+    }
+
     fn request(ctx: &Context, body: &[u8]) -> Result<UpstreamRequest, Error> {
         let settings = settings(ctx)?;
         let mut req: CreateResponse = serde_json::from_slice(body)
@@ -114,6 +165,9 @@ impl Translator for VertexGemini {
         if !(200..300).contains(&response.status) {
             return Err(llmproxy_sdk::vertex::error(response.status, &response.body));
         }
+        if state == COUNT_STATE {
+            return count(&response.body);
+        }
         let state = parse_state(state);
         let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
         mapped::whole(mapper, &state.tools, &response.body, "Vertex")
@@ -124,6 +178,27 @@ impl Translator for VertexGemini {
         let mapper = Mapper::new(IdGen::new(), &ctx.upstream_model, state.single_call);
         MappedStream::new(mapper, state.tools, "Vertex")
     }
+}
+
+/// The `state` of a token count.
+const COUNT_STATE: &str = "count-tokens";
+
+/// Gemini's `countTokens` answer (`{"totalTokens": N, ...}`) as
+/// `{"input_tokens": N}`.
+fn count(body: &[u8]) -> Result<Vec<u8>, Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Count {
+        total_tokens: u64,
+    }
+    let count: Count = serde_json::from_slice(body).map_err(|e| {
+        Error::internal(format!(
+            "Vertex answered countTokens without totalTokens: {e}"
+        ))
+    })?;
+    Ok(serde_json::json!({"input_tokens": count.total_tokens})
+        .to_string()
+        .into_bytes())
 }
 
 /// Maps the SSE chunks of `streamGenerateContent`.

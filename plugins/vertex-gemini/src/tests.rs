@@ -272,3 +272,33 @@ fn web_search_is_grounding_only_without_functions() {
     assert_eq!(call["name"], "apply_patch");
     assert!(call.get("arguments").is_none());
 }
+
+/// A Messages token count becomes `countTokens` with the conversation as
+/// Gemini would get it, and its answer `{"input_tokens": N}`.
+#[test]
+fn messages_count_tokens() {
+    use llmproxy_sdk::{Api, Translator, UpstreamResponse};
+    let body = json!({"model": "gemini-2.5-flash", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "tools": [{"name": "now", "input_schema": {"type": "object", "properties": {}}}]});
+    let req = crate::VertexGemini::adapt(
+        &ctx(false),
+        Api::MessagesCountTokens,
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(req.path.ends_with(":countTokens"), "{}", req.path);
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    let keys: Vec<&String> = sent.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["contents", "systemInstruction", "tools"]);
+    let answer = UpstreamResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: br#"{"totalTokens": 31, "totalBillableCharacters": 120}"#.to_vec(),
+    };
+    let out = crate::VertexGemini::response(&ctx(false), &req.state, answer).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap(),
+        json!({"input_tokens": 31})
+    );
+}
