@@ -342,3 +342,57 @@ async fn the_mount_example_serves_the_proxy_beside_its_own_routes() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Anthropic Messages in-process, on Claude (passthrough) and Gemini
+/// (converted): the same answers as over HTTP, the stream's events adding
+/// up to the whole answer, and token counts from the upstreams' counting
+/// endpoints.
+#[tokio::test]
+async fn messages_through_the_library_and_http_agree() {
+    use llmproxy::api::messages::MessagesRequest;
+    use llmproxy::api::messages::stream::{Delta, StreamEvent};
+    let vertex = FakeVertex::start().await;
+    let toml = vertex.config("");
+    let proxy = llmproxy::Proxy::from_toml(&toml).await.unwrap();
+    let http = TestProxy::start(&toml).await;
+    for model in ["claude-sonnet-4-5@20250929", "gemini-2.5-flash"] {
+        let body = json!({"model": model, "max_tokens": 200, "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]});
+        let request: MessagesRequest = serde_json::from_value(body.clone()).unwrap();
+        let typed = proxy.create_message(request.clone()).await.unwrap();
+        let (status, _, over_http) = http.post("/v1/messages", &body).await;
+        assert_eq!(status, 200, "{over_http}");
+        assert_eq!(
+            normalize(&serde_json::to_value(&typed).unwrap()),
+            normalize(&over_http),
+            "{model}"
+        );
+        assert_eq!(typed.stop_reason.as_deref(), Some("tool_use"), "{model}");
+        let mut events = proxy.stream_message(request.clone()).await.unwrap();
+        let (mut first, mut last, mut json_parts) = (None, None, String::new());
+        while let Some(event) = events.next().await {
+            if let StreamEvent::ContentBlockDelta {
+                delta: Delta::InputJsonDelta { partial_json },
+                ..
+            } = &event
+            {
+                json_parts.push_str(partial_json);
+            }
+            first.get_or_insert_with(|| event.name().to_string());
+            last = Some(event.name().to_string());
+        }
+        assert_eq!(first.as_deref(), Some("message_start"), "{model}");
+        assert_eq!(last.as_deref(), Some("message_stop"), "{model}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&json_parts).unwrap(),
+            json!({"city": "Paris"}),
+            "{model}"
+        );
+        let count = proxy.count_message_tokens(&request).await.unwrap();
+        assert!(
+            count.input_tokens > 0 && !count.estimated,
+            "{model}: {count:?}"
+        );
+    }
+}

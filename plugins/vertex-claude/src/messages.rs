@@ -22,6 +22,19 @@ use serde_json::{Map, Value, json};
 /// The `state` of a token count: `response` passes its answer on.
 pub const COUNT_STATE: &str = "count-tokens";
 
+/// The fields token counting takes.
+const COUNTED: &[&str] = &[
+    "anthropic_version",
+    "anthropic_beta",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "context_management",
+    "mcp_servers",
+];
+
 /// The Vertex API version field Claude needs in the body.
 const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
@@ -64,6 +77,10 @@ pub fn adapt(
     refuse_url_sources(&req)?;
     hoist_system_messages(&mut req);
     req.remove("model");
+    // `stream` goes with `streamRawPredict` only; false is the default.
+    if req.get("stream") == Some(&Value::Bool(false)) {
+        req.remove("stream");
+    }
     req.insert("anthropic_version".into(), json!(VERTEX_VERSION));
     let mut betas: Vec<String> = settings.anthropic_beta.clone().unwrap_or_default();
     for beta in client_betas(&ctx.extras) {
@@ -88,7 +105,9 @@ pub fn adapt(
     }
     let (model, method) = match api {
         ClientApi::MessagesCountTokens => {
-            req.remove("stream");
+            // What generation alone takes (`max_tokens`, sampling, ...) the
+            // counting endpoint refuses.
+            req.retain(|k, _| COUNTED.contains(&k.as_str()));
             req.insert("model".into(), json!(ctx.upstream_model));
             ("count-tokens", "rawPredict")
         }
