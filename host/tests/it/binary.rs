@@ -1083,6 +1083,7 @@ async fn quoted_secrets_reach_neither_client_nor_log() {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [[backends]]\nname = \"vx\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"gemini-*\"]\nauth = {{ gcp_credentials_file = {vertex_creds:?} }}\n{settings}\n\
+         [[backends]]\nname = \"vc\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-vc-*\"]\nauth = {{ gcp_credentials_file = {vertex_creds:?} }}\n{settings}\n\
          [[backends]]\nname = \"au\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-au-*\"]\nauth = {{ gcp_credentials_file = {user:?} }}\n{settings}\n\
          [[backends]]\nname = \"sa\"\nkind = \"gcp-vertex\"\nbase_url = \"{root}\"\nmodels = [\"claude-sa-*\"]\nauth = {{ gcp_credentials_file = {service:?} }}\n{settings}\n\
          [[backends]]\nname = \"oa\"\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"gpt-*\"]\nauth = {{ bearer_file = {key_file:?} }}\n\
@@ -1202,7 +1203,50 @@ async fn quoted_secrets_reach_neither_client_nor_log() {
         assert!(text.contains("[redacted]"), "{text}");
     }
 
-    // 4. Token endpoints that answer 400 quoting the form they were sent.
+    // 4. Anthropic Messages clients: Claude (passthrough) quoting the
+    // access token in a whole answer, in stream events, in an error event
+    // and in an error status; a Chat upstream's failing stream rendered as
+    // Messages events.
+    let messages = |model: &str, stream: bool| json!({"model": model, "max_tokens": 10, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let message = format!(
+        "{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[{{\"type\":\"text\",\"text\":\"{quoted} {KEY_JSON}\"}}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{{\"input_tokens\":1,\"output_tokens\":1}}}}"
+    );
+    let events = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"{quoted}\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":1,\"output_tokens\":1}}}}}}\n\n\
+         event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{quoted}\"}}}}\n\n\
+         event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"{quoted} {KEY_JSON}\"}}}}\n\n"
+    );
+    for (stream, reply) in [
+        (false, Reply::Echo(200, "application/json", message)),
+        (true, Reply::Echo(200, "text/event-stream", events)),
+        (
+            false,
+            Reply::Echo(
+                529,
+                "application/json",
+                format!(
+                    "{{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"{quoted} {KEY_JSON}\"}}}}"
+                ),
+            ),
+        ),
+    ] {
+        up.script([reply]);
+        let (_, text) = ask("/v1/messages", messages("claude-vc-x", stream)).await;
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    up.script([Reply::Echo(
+        200,
+        "text/event-stream",
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{quoted}\"}},\"finish_reason\":null}}]}}\n\ndata: {{\"error\":{{\"message\":\"{quoted} {KEY_JSON}\",\"type\":\"server_error\"}}}}\n\n"
+        ),
+    )]);
+    let (_, text) = ask("/v1/messages", messages("gpt-4o", true)).await;
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+
+    // 5. Token endpoints that answer 400 quoting the form they were sent.
     let quoting = r#"{"error":"invalid_grant","error_description":"bad form: {body_json}"}"#;
     for model in ["claude-au-x", "claude-sa-x"] {
         for reply in [
