@@ -294,7 +294,12 @@ pub(crate) fn check_request(endpoint: &str, body: &[u8]) -> Result<(), Error> {
     crate::ingress::check_nesting(body)?;
     match endpoint {
         "chat" => crate::ingress::chat::parse(body).map(drop),
-        "messages" => crate::ingress::messages::parse(body).map(drop),
+        "messages" => {
+            let request = crate::ingress::messages::parse(body)?;
+            llmproxy_api::messages::request::messages_to_responses(&request)
+                .map(drop)
+                .map_err(Error::from)
+        }
         _ => crate::ingress::RequestHead::parse(body).map(drop),
     }
 }

@@ -399,13 +399,15 @@ fn plugin_answers(plugin: &str) -> (Vec<Value>, Vec<Value>) {
 #[test]
 fn ingress_parsers_never_panic_and_refuse_with_4xx() {
     let chats = golden("api/tests/golden/chat_to_responses");
+    let messages = golden("api/tests/golden/messages_to_responses");
     let mut seeds = requests();
     seeds.extend(chats.clone());
+    seeds.extend(messages.clone());
     fuzz("ingress", seeds, |doc| {
         let whole = serde_json::to_vec(&doc).unwrap();
         let cut = whole[..whole.len() / 2].to_vec();
         for body in [whole, cut] {
-            for endpoint in ["responses", "chat"] {
+            for endpoint in ["responses", "chat", "messages"] {
                 if let Err(e) = llmproxy::internals::ingress(endpoint, &body) {
                     let status = e.status().as_u16();
                     if !(400..500).contains(&status) {
@@ -419,6 +421,14 @@ fn ingress_parsers_never_panic_and_refuse_with_4xx() {
     fuzz("chat-conversions", chats, |doc| {
         if let Ok(chat) = serde_json::from_value::<ChatRequest>(doc) {
             let _ = chat_to_responses(&chat);
+        }
+        Ok(())
+    });
+    fuzz("messages-conversions", messages, |doc| {
+        use llmproxy::api::messages::MessagesRequest;
+        use llmproxy::api::messages::request::messages_to_responses;
+        if let Ok(request) = serde_json::from_value::<MessagesRequest>(doc) {
+            let _ = messages_to_responses(&request);
         }
         Ok(())
     });
