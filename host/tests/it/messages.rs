@@ -222,6 +222,14 @@ async fn text_and_conversation_on_every_backend() {
             whole["usage"]["output_tokens"].as_u64().unwrap() > 0,
             "{model}: {whole}"
         );
+        if model != OPENRESPONSES {
+            // Each fake reports cached input: it comes back as Anthropic's
+            // `cache_read_input_tokens`, apart from `input_tokens`.
+            assert!(
+                whole["usage"]["cache_read_input_tokens"].as_u64().unwrap() > 0,
+                "{model}: {whole}"
+            );
+        }
         let text = text_of(&whole);
         assert!(!text.is_empty(), "{model}: {whole}");
         let (_, streamed) = stream(&s.proxy, &body).await;
