@@ -270,7 +270,7 @@ impl Proxy {
 /// Whether `translator` can map `body` (with `extras`) in its memory
 /// limit, by [`budget`]'s estimate: the memory it needs, or a 413 naming
 /// the limit (a 400 when a kept conversation, `continued`, grew too large).
-fn fits(
+pub(crate) fn fits(
     backend: &Backend,
     translator: &Translator,
     body: &[u8],

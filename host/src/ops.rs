@@ -228,6 +228,7 @@ impl Proxy {
                 upstream_model: &upstream_model,
                 stream: false,
                 betas,
+                media: &self.inner.media,
             };
             let input_tokens = passthrough::messages::count_tokens(backend, &route, call)
                 .await
@@ -273,6 +274,7 @@ impl Proxy {
                 upstream_model: &upstream_model,
                 stream,
                 betas,
+                media: &self.inner.media,
             };
             let result = tokio::select! {
                 result = passthrough::messages::send(backend, &route, call, (&mut *log, cutoff)) => result,
@@ -458,7 +460,7 @@ impl Proxy {
         log.watch(self.cutoff.clone());
         let cutoff = self.cutoff.clone();
         let result = tokio::select! {
-            result = passthrough::chat::send(backend, &route, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
+            result = passthrough::chat::send(backend, &route, &self.inner.media, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
         };
         result.map_err(|e| {

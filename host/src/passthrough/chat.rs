@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::egress::chat::{ChatAnswer, ChatBody, Frame};
 use crate::error::Error;
 use crate::ingress::chat::ChatHead;
+use crate::media::MediaFetcher;
 use crate::stream::UpstreamEvents;
 use crate::translator::UpstreamResponse;
 use bytes::Bytes;
@@ -118,6 +119,7 @@ fn with_empty_arguments_as_object(choices: &RawValue) -> Option<Value> {
 pub(crate) async fn send(
     backend: Arc<Backend>,
     route: &Route,
+    media: &MediaFetcher,
     body: &[u8],
     head: &ChatHead,
     upstream_model: &str,
@@ -125,19 +127,19 @@ pub(crate) async fn send(
 ) -> Result<ChatAnswer, Error> {
     let ask_usage = head.stream && !head.include_usage;
     let translator = backend.translator(upstream_model)?.clone();
-    let request = if route.adapt {
+    let (request, held) = if route.adapt {
         let ctx = backend.context(&head.model, upstream_model.to_string(), head.stream, "{}");
-        let mut instance = translator.instantiate().await?;
-        instance.adapt(&ctx, route.api, body).await?
+        super::adapted(&backend, media, ctx, route.api, body).await?
     } else {
         let sent = upstream_body(body, upstream_model, ask_usage)?;
-        route.request(sent, head.stream)
+        (route.request(sent, head.stream), None)
     };
     let deadline = Instant::now() + backend.upstream.timeouts.total;
     let response = backend
         .upstream
         .send(translator.name(), request, deadline)
         .await?;
+    drop(held);
     let status = response.status().as_u16();
     log.upstream_answered(status);
     let upstream_id = crate::upstream::request_id(response.headers());

@@ -11,6 +11,7 @@ use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
 use crate::egress::messages::{MessagesAnswer, MessagesBody, anthropic_type};
 use crate::error::Error;
+use crate::media::{Held, MediaFetcher};
 use crate::stream::UpstreamEvents;
 use crate::translator::{UpstreamRequest, UpstreamResponse};
 use futures_util::StreamExt;
@@ -29,12 +30,18 @@ pub(crate) struct Call<'a> {
     pub stream: bool,
     /// The betas the client asked for (`anthropic-beta`).
     pub betas: &'a [String],
+    /// Downloads the files an adapted request asks for.
+    pub media: &'a MediaFetcher,
 }
 
 impl Call<'_> {
     /// The upstream request: adapted by the translator, or the client's
     /// body with `model` set.
-    async fn request(&self, backend: &Backend, route: &Route) -> Result<UpstreamRequest, Error> {
+    async fn request(
+        &self,
+        backend: &Backend,
+        route: &Route,
+    ) -> Result<(UpstreamRequest, Option<Held>), Error> {
         if route.adapt {
             let extras = serde_json::json!({ "anthropic_beta": self.betas }).to_string();
             let ctx = backend.context(
@@ -43,12 +50,10 @@ impl Call<'_> {
                 self.stream,
                 &extras,
             );
-            let translator = backend.translator(self.upstream_model)?;
-            let mut instance = translator.instantiate().await?;
-            return instance.adapt(&ctx, route.api, self.body).await;
+            return super::adapted(backend, self.media, ctx, route.api, self.body).await;
         }
         let sent = super::chat::upstream_body(self.body, self.upstream_model, false)?;
-        Ok(route.request(sent, self.stream))
+        Ok((route.request(sent, self.stream), None))
     }
 
     /// The error for an upstream's non-2xx answer, in the translator's
@@ -94,13 +99,14 @@ pub(crate) async fn send(
     call: Call<'_>,
     (log, cutoff): (&mut AccessLog, Cutoff),
 ) -> Result<MessagesAnswer, Error> {
-    let request = call.request(&backend, route).await?;
+    let (request, held) = call.request(&backend, route).await?;
     let translator = backend.translator(call.upstream_model)?.name().to_string();
     let deadline = Instant::now() + backend.upstream.timeouts.total;
     let response = backend
         .upstream
         .send(&translator, request, deadline)
         .await?;
+    drop(held);
     let status = response.status().as_u16();
     log.upstream_answered(status);
     let upstream_id = crate::upstream::request_id(response.headers());
@@ -151,7 +157,7 @@ pub(crate) async fn count_tokens(
     route: &Route,
     call: Call<'_>,
 ) -> Result<u64, Error> {
-    let request = call.request(&backend, route).await?;
+    let (request, held) = call.request(&backend, route).await?;
     let state = request.state.clone();
     let translator = backend.translator(call.upstream_model)?.clone();
     let deadline = Instant::now() + backend.upstream.timeouts.total;
@@ -159,6 +165,7 @@ pub(crate) async fn count_tokens(
         .upstream
         .send(translator.name(), request, deadline)
         .await?;
+    drop(held);
     let status = response.status().as_u16();
     let headers = crate::upstream::header_pairs(response.headers());
     let retry_after = crate::upstream::retry_after(response.headers());

@@ -18,7 +18,44 @@
 pub(crate) mod chat;
 pub(crate) mod messages;
 
-use crate::translator::{Api, Passthrough, UpstreamRequest};
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::media::{Held, MediaFetcher};
+use crate::translator::{Api, Context, Passthrough, Requested, UpstreamRequest, budget};
+
+/// The upstream request the translator's `adapt` makes of a client's
+/// `body`: checked first against the translator's memory (a 413 up front,
+/// as for translated requests), and with the files it asks for downloaded
+/// under the media policy. The files stay held - counted against the media
+/// budget - until the request is sent.
+pub(crate) async fn adapted(
+    backend: &Backend,
+    media: &MediaFetcher,
+    mut ctx: Context,
+    api: Api,
+    body: &[u8],
+) -> Result<(UpstreamRequest, Option<Held>), Error> {
+    let translator = backend.translator(&ctx.upstream_model)?.clone();
+    let need = crate::exchange::fits(backend, &translator, body, &ctx.extras, None)?;
+    let mut instance = translator.instantiate().await?;
+    let urls = match instance.adapt(&ctx, api, body).await? {
+        Requested::Ready(request) => return Ok((request, None)),
+        Requested::NeedsMedia(urls) => urls,
+    };
+    let room = budget::media_room(translator.memory_bytes(), need);
+    let (files, held) = media.fetch_all(&urls, room, &backend.name).await?;
+    ctx.media = files;
+    match instance.adapt(&ctx, api, body).await? {
+        Requested::Ready(request) => Ok((request, Some(held))),
+        Requested::NeedsMedia(urls) => Err(Error::Translator {
+            translator: translator.name().to_string(),
+            detail: format!(
+                "asked for media again after the host fetched it ({})",
+                urls.join(", ")
+            ),
+        }),
+    }
+}
 
 /// A client API the upstream speaks itself, and where such requests go, as
 /// a translator declared it.

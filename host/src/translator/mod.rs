@@ -693,7 +693,7 @@ impl Instance {
         ctx: &Context,
         api: Api,
         body: &[u8],
-    ) -> Result<UpstreamRequest, Error> {
+    ) -> Result<Requested, Error> {
         let live = self.live()?;
         let noted = live.store.data().stderr.contents().len();
         let guest = live.bindings.llmproxy_translator_translator();
@@ -709,7 +709,8 @@ impl Instance {
             );
         }
         match result {
-            Ok(Ok(request)) => Ok(request),
+            Ok(Ok(request)) => Ok(Requested::Ready(request)),
+            Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
             Ok(Err(e)) => Err(self.guest_error(e)),
             Err(e) => Err(self.trap("trapped in adapt", &e)),
         }

@@ -26,11 +26,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// [`setup`] with more config (`[media]`, ...) before the backends.
+async fn setup_with(extra: &str) -> Setup {
     let chat = FakeUpstream::start().await;
     let responses = FakeUpstream::start().await;
     let vertex = FakeVertex::start().await;
     let toml = format!(
-        "[[backends]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n\
+        "{extra}[[backends]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n\n\
          [[backends]]\nname = \"responses\"\nkind = \"openresponses\"\nbase_url = \"{}\"\nmodels = [\"or-*\"]\n\n{}\
          model_map = {{ \"{CLAUDE}\" = \"claude-sonnet-4-5@20250929\" }}\n",
         chat.base_url,
@@ -759,8 +764,9 @@ async fn claude_gets_messages_as_written() {
 
 /// Claude's errors through the passthrough: 529 stays 529
 /// (`overloaded_error`, with its retry-after), an `error` event midway and
-/// a stream cut off both end the client's stream with an `error` event, and
-/// a URL image (which Vertex refuses) is a 400 naming the block.
+/// a stream cut off both end the client's stream with an `error` event; a
+/// URL image (which Vertex does not fetch) is downloaded by the proxy under
+/// its media policy and sent inline.
 #[tokio::test]
 async fn claude_errors_keep_anthropic_semantics() {
     let s = setup().await;
@@ -782,16 +788,25 @@ async fn claude_errors_keep_anthropic_semantics() {
         );
         assert_eq!(message["error"]["type"], kind, "{trigger}: {message}");
     }
-    let (status, _, text) = send(
-        &s.proxy,
-        "/v1/messages",
-        &json!({"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
-        {"type": "text", "text": "What is it?"}]}]}),
-    )
-    .await;
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("messages.0.content.0.source"), "{text}");
+    // A URL image: Vertex fetches none, so the proxy downloads it (under
+    // its media policy; here a private address, allowed for the test).
+    let image = json!({"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": format!("{}/media/cat.png", s.vertex.base_url)}},
+        {"type": "text", "text": "What is it?"}]}]});
+    let (status, _, text) = send(&s.proxy, "/v1/messages", &image).await;
+    assert_eq!(
+        status, 400,
+        "private addresses are refused by default: {text}"
+    );
+    let allowed = setup_with("[media]\nallow_private_networks = true\n").await;
+    let (status, _, text) = send(&allowed.proxy, "/v1/messages", &image).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("I see image/png"), "{text}");
+    let (_, sent) = allowed.vertex.last();
+    assert_eq!(
+        sent["messages"][0]["content"][0]["source"]["type"], "base64",
+        "{sent}"
+    );
 }
 
 /// The official Anthropic Python SDK (`anthropic`, installed by `.ci/run`

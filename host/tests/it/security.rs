@@ -628,6 +628,12 @@ async fn requests_a_translator_cannot_map_are_refused_up_front() {
     let chat = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": big}]});
     let (status, _, v) = small.post("/v1/chat/completions", &chat).await;
     assert_eq!(status, 413, "{v}");
+    // A Messages request to Claude passes through, but its translator
+    // adapts it: the same limit, in Anthropic's shape.
+    let messages = json!({"model": "claude-sonnet-4-5@20250929", "max_tokens": 10, "messages": [{"role": "user", "content": big}]});
+    let (status, _, v) = small.post("/v1/messages", &messages).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["type"], "request_too_large", "{v}");
     assert!(up.received().is_empty());
     assert!(fake.hits().is_empty());
     // A Chat request to a Chat upstream passes through: no translator maps

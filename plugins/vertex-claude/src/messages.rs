@@ -10,13 +10,13 @@
 //! - betas in the body (`anthropic_beta`), only those Vertex takes
 //!   ([`VERTEX_BETAS`], some under another name); the others are left out,
 //!   and so is `output_config.effort`, whose beta Vertex does not take;
-//! - no URL image or document sources (Vertex refuses them): a 400 naming
-//!   the block, before anything is sent.
+//! - no URL image or document sources (Vertex fetches none): the host
+//!   downloads them (`error::needs-media`) and they go inline, as base64.
 //!
 //! What is left out is noted on stderr, which the host logs at debug level.
 
 use llmproxy_sdk::api::vertex::Settings;
-use llmproxy_sdk::{Api as ClientApi, Context, Error, UpstreamRequest};
+use llmproxy_sdk::{Api as ClientApi, Context, Error, Media, UpstreamRequest};
 use serde_json::{Map, Value, json};
 
 /// The `state` of a token count: `response` passes its answer on.
@@ -74,7 +74,10 @@ pub fn adapt(
     let mut req: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|e| Error::invalid(format!("the request is not a JSON object: {e}"), None))?;
     let mut left_out = Vec::new();
-    refuse_url_sources(&req)?;
+    let missing = inline_url_sources(&mut req, &ctx.media)?;
+    if !missing.is_empty() {
+        return Err(Error::NeedsMedia(missing));
+    }
     hoist_system_messages(&mut req);
     req.remove("model");
     // `stream` goes with `streamRawPredict` only; false is the default.
@@ -200,31 +203,82 @@ fn client_betas(extras: &str) -> Vec<String> {
         .anthropic_beta
 }
 
-/// A 400 for an image or document given by URL, which Vertex refuses.
-fn refuse_url_sources(req: &Map<String, Value>) -> Result<(), Error> {
-    let messages = req.get("messages").and_then(Value::as_array);
-    for (i, message) in messages.into_iter().flatten().enumerate() {
-        let blocks = message.get("content").and_then(Value::as_array);
-        for (j, block) in blocks.into_iter().flatten().enumerate() {
-            let nested = block.get("content").and_then(Value::as_array);
-            let inner = nested.into_iter().flatten().map(Some);
-            for (k, b) in std::iter::once(Some(block)).chain(inner).enumerate() {
-                let Some(b) = b else { continue };
-                if b.pointer("/source/type").and_then(Value::as_str) == Some("url") {
-                    let at = if k == 0 {
-                        format!("messages.{i}.content.{j}.source")
-                    } else {
-                        format!("messages.{i}.content.{j}.content.{}.source", k - 1)
-                    };
-                    return Err(Error::unsupported(
-                        format!(
-                            "{at}: Claude on Vertex takes no URL sources; send the file's bytes (`source.type` \"base64\")"
-                        ),
-                        Some(&at),
-                    ));
+/// Puts the files the host downloaded (`media`) in place of image and
+/// document sources given by URL, which Vertex does not fetch (also inside
+/// tool results); the URLs still to download.
+fn inline_url_sources(req: &mut Map<String, Value>, media: &[Media]) -> Result<Vec<String>, Error> {
+    let mut missing: Vec<String> = Vec::new();
+    let Some(Value::Array(messages)) = req.get_mut("messages") else {
+        return Ok(missing);
+    };
+    for (i, message) in messages.iter_mut().enumerate() {
+        let Some(Value::Array(blocks)) = message.get_mut("content") else {
+            continue;
+        };
+        for (j, block) in blocks.iter_mut().enumerate() {
+            let at = format!("messages.{i}.content.{j}");
+            inline_source(block, &at, media, &mut missing)?;
+            if let Some(Value::Array(inner)) = block.get_mut("content") {
+                for (k, b) in inner.iter_mut().enumerate() {
+                    inline_source(b, &format!("{at}.content.{k}"), media, &mut missing)?;
                 }
             }
         }
     }
+    Ok(missing)
+}
+
+/// One block's URL source inlined from `media`, or its URL noted as
+/// `missing`.
+fn inline_source(
+    block: &mut Value,
+    at: &str,
+    media: &[Media],
+    missing: &mut Vec<String>,
+) -> Result<(), Error> {
+    let kind = block
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let Some(source) = block.get_mut("source") else {
+        return Ok(());
+    };
+    if source.get("type").and_then(Value::as_str) != Some("url") {
+        return Ok(());
+    }
+    let param = format!("{at}.source.url");
+    let url = match source.get("url").and_then(Value::as_str) {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.to_string(),
+        _ => {
+            return Err(Error::invalid(
+                format!(
+                    "{param}: give an http(s) URL, or the file's bytes (`source.type` \"base64\")"
+                ),
+                Some(&param),
+            ));
+        }
+    };
+    let Some(file) = media.iter().find(|m| m.url == url) else {
+        if !missing.contains(&url) {
+            missing.push(url);
+        }
+        return Ok(());
+    };
+    let allowed = match kind.as_str() {
+        "image" => ["image/jpeg", "image/png", "image/gif", "image/webp"]
+            .contains(&file.mime_type.as_str()),
+        _ => file.mime_type == "application/pdf",
+    };
+    if !allowed {
+        return Err(Error::unsupported(
+            format!(
+                "{at}: {url} is {}, which Claude does not take as {kind} (images: JPEG, PNG, GIF, WebP; documents: PDF)",
+                file.mime_type
+            ),
+            Some(&format!("{at}.source")),
+        ));
+    }
+    *source = json!({"type": "base64", "media_type": file.mime_type, "data": file.data_base64});
     Ok(())
 }

@@ -432,10 +432,10 @@ fn messages_are_adapted_for_vertex() {
     );
     let sent: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(sent["model"], "claude-sonnet-4-5@20250929");
-    // URL sources are refused with the block named.
+    // URL sources: the host downloads them, then they go inline.
     let url = json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]}]});
-    let Err(llmproxy_sdk::Error::Unsupported(info)) = adapt(
+    let Err(llmproxy_sdk::Error::NeedsMedia(urls)) = adapt(
         &ctx(false),
         &settings,
         Api::Messages,
@@ -443,8 +443,23 @@ fn messages_are_adapted_for_vertex() {
     ) else {
         panic!("a URL source went through");
     };
+    assert_eq!(urls, ["https://x/y.png"]);
+    let mut with_media = ctx(false);
+    with_media.media = vec![llmproxy_sdk::Media {
+        url: "https://x/y.png".into(),
+        mime_type: "image/png".into(),
+        data_base64: "iVBO".into(),
+    }];
+    let req = adapt(
+        &with_media,
+        &settings,
+        Api::Messages,
+        url.to_string().as_bytes(),
+    )
+    .unwrap();
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(
-        info.param.as_deref(),
-        Some("messages.0.content.0.content.0.source")
+        sent["messages"][0]["content"][0]["content"][0]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBO"})
     );
 }
