@@ -1,6 +1,7 @@
 //! Micro-benchmarks (criterion): model routing, the Chat ⇄ Responses
 //! conversions, and each bundled translator natively vs in the Wasm sandbox
-//! (fresh instance + request + response, and + a 20-event stream).
+//! (fresh instance + request + response, and + a 20-event stream), and
+//! what the metrics cost a request.
 //!
 //! Run with `just bench-micro` (or `cargo bench -p llmproxy --features
 //! internals --bench micro`).
@@ -274,5 +275,17 @@ fn routing_and_conversions(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, routing_and_conversions, translators);
+/// What the metrics cost a request: one finished request recorded (the
+/// label lookups, counter adds and five histogram observations).
+fn metrics(c: &mut Criterion) {
+    let m = llmproxy::Metrics::new();
+    c.bench_function("metrics: record one finished request", |b| {
+        b.iter(|| llmproxy::internals::record_request(black_box(&m)))
+    });
+    c.bench_function("metrics: render (one label set each)", |b| {
+        b.iter(|| black_box(m.render()))
+    });
+}
+
+criterion_group!(benches, routing_and_conversions, translators, metrics);
 criterion_main!(benches);

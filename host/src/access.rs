@@ -4,11 +4,13 @@
 //! ends or the client goes away.
 
 use crate::error::Error;
+use crate::metrics::{Finished, Metrics, Usage};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use llmproxy_api::events::ResponseEvent;
 use llmproxy_api::responses::Response;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one request did, logged when dropped.
@@ -31,6 +33,19 @@ pub(crate) struct AccessLog {
     cutoff: Option<Cutoff>,
     /// Nothing to log: this record was moved into a stream.
     moved: bool,
+    /// Where the record is counted, once written.
+    metrics: Option<Arc<Metrics>>,
+    /// The configured glob that routed the request.
+    glob: Option<String>,
+    /// When the first piece of a streamed answer went out.
+    first_token: Option<Duration>,
+    /// Cached and reasoning tokens, beside `usage`.
+    token_details: (u64, u64),
+    /// This record goes with an open stream (counted in the open-streams
+    /// gauge until it is written).
+    open_stream: bool,
+    /// The upstream failure the request met, by class.
+    upstream_error: Option<&'static str>,
 }
 
 /// What a request that ended before any answer is logged as: its client
@@ -68,6 +83,25 @@ impl AccessLog {
             error: None,
             cutoff: None,
             moved: false,
+            metrics: None,
+            glob: None,
+            first_token: None,
+            token_details: (0, 0),
+            open_stream: false,
+            upstream_error: None,
+        }
+    }
+
+    /// Counts the record in `metrics` when it is written.
+    pub(crate) fn meter(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// The first piece of a streamed answer went out (only the first call
+    /// counts).
+    pub(crate) fn first_token(&mut self) {
+        if self.first_token.is_none() {
+            self.first_token = Some(self.started.elapsed());
         }
     }
 
@@ -86,9 +120,11 @@ impl AccessLog {
         }
     }
 
-    pub fn routed(&mut self, model: &str, backend: &str, stream: bool) {
+    /// The request was routed to `backend` by `glob`.
+    pub fn routed(&mut self, model: &str, backend: &str, glob: &str, stream: bool) {
         self.model = Some(model.to_string());
         self.backend = Some(backend.to_string());
+        self.glob = Some(glob.to_string());
         self.stream = stream;
     }
 
@@ -103,6 +139,7 @@ impl AccessLog {
         self.status = error.status().as_u16();
         self.outcome = "error";
         self.error = Some(crate::redact::redact_owned(error.to_string()));
+        self.upstream_error = upstream_class(error);
     }
 
     /// A stream's terminal response.
@@ -115,6 +152,10 @@ impl AccessLog {
         };
         if let Some(usage) = &response.usage {
             self.usage = Some((usage.input_tokens, usage.output_tokens));
+            self.token_details = (
+                usage.input_tokens_details.cached_tokens,
+                usage.output_tokens_details.reasoning_tokens,
+            );
         }
         if self.outcome == "failed" {
             self.error = response
@@ -136,7 +177,18 @@ impl AccessLog {
         };
         if let Some(usage) = response.get("usage") {
             let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let detail = |d: &str, k: &str| {
+                usage
+                    .get(d)
+                    .and_then(|d| d.get(k))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
             self.usage = Some((n("input_tokens"), n("output_tokens")));
+            self.token_details = (
+                detail("input_tokens_details", "cached_tokens"),
+                detail("output_tokens_details", "reasoning_tokens"),
+            );
         }
         if self.outcome == "failed" {
             self.error = response
@@ -152,12 +204,19 @@ impl AccessLog {
         self.usage = Some((input, output));
     }
 
+    /// Of the tokens the answer used, those read from a cache and those
+    /// spent reasoning.
+    pub(crate) fn token_details(&mut self, cached: u64, reasoning: u64) {
+        self.token_details = (cached, reasoning);
+    }
+
     /// How the answer ended (`completed`, `incomplete`, `failed`), or why
     /// not: an error the client was told of midway.
     pub fn ended(&mut self, outcome: &'static str, error: Option<&Error>) {
         self.outcome = outcome;
         if let Some(e) = error {
             self.error = Some(crate::redact::redact_owned(e.to_string()));
+            self.upstream_error = upstream_class(e);
         }
     }
 
@@ -180,10 +239,20 @@ impl AccessLog {
             error: None,
             cutoff: None,
             moved: true,
+            metrics: None,
+            glob: None,
+            first_token: None,
+            token_details: (0, 0),
+            open_stream: false,
+            upstream_error: None,
         };
         let mut log = std::mem::replace(self, placeholder);
         log.status = 200;
         log.outcome = NO_ANSWER.1;
+        if let Some(m) = &log.metrics {
+            m.stream_open(1);
+            log.open_stream = true;
+        }
         log
     }
 
@@ -199,6 +268,15 @@ impl AccessLog {
             .inspect(move |event| {
                 if let Some(response) = event.terminal() {
                     log.terminal(response);
+                } else if matches!(
+                    event,
+                    ResponseEvent::OutputTextDelta(_)
+                        | ResponseEvent::ReasoningSummaryTextDelta(_)
+                        | ResponseEvent::ReasoningTextDelta(_)
+                        | ResponseEvent::FunctionCallArgumentsDelta(_)
+                        | ResponseEvent::OutputItemDone(_)
+                ) {
+                    log.first_token();
                 }
             })
             .boxed()
@@ -235,7 +313,46 @@ impl Drop for AccessLog {
             error = self.error.as_deref(),
             "request"
         );
+        if let Some(metrics) = &self.metrics {
+            if self.open_stream {
+                metrics.stream_open(-1);
+            }
+            metrics.finished(&Finished {
+                endpoint: self.endpoint,
+                backend: self.backend.as_deref().unwrap_or("-"),
+                model: self.glob.as_deref().unwrap_or("-"),
+                status: self.status,
+                outcome: self.outcome,
+                stream: self.stream,
+                latency: self.started.elapsed(),
+                upstream_first_byte: self.upstream,
+                first_token: self.first_token,
+                usage: self.usage.map(|(input, output)| Usage {
+                    input,
+                    output,
+                    cached: self.token_details.0,
+                    reasoning: self.token_details.1,
+                }),
+                upstream_error: self.upstream_error.or(match self.upstream_status {
+                    Some(s) if s >= 400 => Some(crate::metrics::class(s)),
+                    _ => None,
+                }),
+            });
+        }
     }
+}
+
+/// The class of an upstream failure, for the metrics; `None` for errors
+/// that are not the upstream's.
+fn upstream_class(error: &Error) -> Option<&'static str> {
+    Some(match error {
+        Error::Upstream { status, .. } => crate::metrics::class(*status),
+        Error::UpstreamUnreachable { .. } => "unreachable",
+        Error::UpstreamTimeout { .. } => "timeout",
+        Error::BadUpstream { .. } => "bad_response",
+        Error::Credentials(_) => "credentials",
+        _ => return None,
+    })
 }
 
 /// Ends in-flight requests early: the server's shutdown deadline.

@@ -201,7 +201,11 @@ impl<'a> Loader<'a> {
             });
         }
         let credentials = credentials(cfg, &mut self.google).await?;
-        let upstream = Arc::new(Upstream::new(cfg, credentials)?);
+        let upstream = Arc::new(Upstream::new(
+            cfg,
+            credentials,
+            self.runtime.metrics().clone(),
+        )?);
         Ok(Backend {
             name: cfg.name.clone(),
             models: cfg.models.clone(),

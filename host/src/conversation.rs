@@ -109,6 +109,16 @@ pub(crate) struct Plan {
 #[derive(Debug, Clone)]
 pub(crate) struct Conversations {
     pub store: Arc<Store>,
+    /// Where store operations are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Conversations {
+    /// Counts a store operation's result.
+    fn counted<T>(&self, operation: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.metrics.store(operation, result.is_ok());
+        result
+    }
 }
 
 impl Conversations {
@@ -167,9 +177,8 @@ impl Conversations {
         if is_item_key(&previous) {
             return Err(not_found(&previous, None));
         }
-        let chain = store
-            .chain(&previous, previous_of)
-            .await
+        let chain = self
+            .counted("read", store.chain(&previous, previous_of).await)
             .map_err(unavailable)?;
         let records = chain
             .records
@@ -265,7 +274,7 @@ impl Conversations {
             record.response = Some(response.clone());
         }
         let mut result = match serde_json::to_vec(&record) {
-            Ok(bytes) => self.store.put(&id, bytes).await,
+            Ok(bytes) => self.counted("write", self.store.put(&id, bytes).await),
             Err(e) => Err(StoreError(e.to_string())),
         };
         // Each output item can be referenced (`item_reference`) later.
@@ -283,10 +292,12 @@ impl Conversations {
             if result.is_err() {
                 break;
             }
-            result = self
-                .store
-                .put(&item_key(item_id), id.clone().into_bytes())
-                .await;
+            result = self.counted(
+                "write",
+                self.store
+                    .put(&item_key(item_id), id.clone().into_bytes())
+                    .await,
+            );
         }
         if let Err(e) = result {
             tracing::warn!(response = %id, "the response was not stored: {e}");
@@ -335,9 +346,8 @@ impl Conversations {
                     ": this proxy keeps no responses ([responses] store = \"off\")",
                 ));
             }
-            let owner = store
-                .chain(&item_key(id), |_| None)
-                .await
+            let owner = self
+                .counted("read", store.chain(&item_key(id), |_| None).await)
                 .map_err(unavailable)?
                 .records
                 .into_iter()
@@ -404,7 +414,9 @@ impl Conversations {
         if is_item_key(id) {
             return Err(response_not_found(id, ""));
         }
-        let chain = self.store.chain(id, |_| None).await.map_err(unavailable)?;
+        let chain = self
+            .counted("read", self.store.chain(id, |_| None).await)
+            .map_err(unavailable)?;
         match chain.records.first() {
             Some(bytes) => decode(bytes),
             None => Err(response_not_found(id, "")),
@@ -416,7 +428,8 @@ impl Conversations {
         if is_item_key(id) {
             return Ok(false);
         }
-        self.store.delete(id).await.map_err(unavailable)
+        self.counted("delete", self.store.delete(id).await)
+            .map_err(unavailable)
     }
 
     /// Every input item of a kept response, in order: those of the
@@ -426,9 +439,7 @@ impl Conversations {
             return Err(response_not_found(id, ""));
         }
         let chain = self
-            .store
-            .chain(id, previous_of)
-            .await
+            .counted("read", self.store.chain(id, previous_of).await)
             .map_err(unavailable)?;
         if let Some(missing) = chain.missing.as_deref().filter(|m| *m != id) {
             return Err(response_not_found(

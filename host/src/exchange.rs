@@ -108,7 +108,7 @@ impl Proxy {
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.streaming();
         let backend = self.route(&model)?;
-        log.routed(&model, &backend.name, streaming);
+        log.routed(&model, &backend.name, self.glob(&model), streaming);
         let plan = self
             .inner
             .conversations

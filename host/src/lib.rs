@@ -139,6 +139,7 @@ mod ids;
 mod ingress;
 mod kinds;
 mod media;
+mod metrics;
 mod ops;
 mod passthrough;
 mod proxy;
@@ -162,6 +163,7 @@ pub use dry_run::{
     ClientAnswer, DryRun, DryRunError, DryRunInput, REDACTED, Recorded, UpstreamCall, dry_run,
 };
 pub use error::{Error, ErrorKind};
+pub use metrics::Metrics;
 pub use ops::{ChatCompletionStream, MessageStream, ResponseStream, TokenCount};
 #[cfg(feature = "server")]
 pub use server::{raise_open_files_limit, serve};
@@ -177,6 +179,13 @@ impl Proxy {
     /// The axum router serving this proxy's endpoints.
     pub fn router(&self) -> axum::Router {
         server::router(server::Live::new(self.clone()))
+    }
+
+    /// An axum router serving `GET /metrics` (the Prometheus text format)
+    /// of this proxy, without client auth: serve it on a listener agents
+    /// cannot reach (`server.metrics_listen`), or merge it behind auth.
+    pub fn metrics_router(&self) -> axum::Router {
+        server::metrics_router(server::Live::new(self.clone()))
     }
 }
 
@@ -213,6 +222,12 @@ impl ReloadableProxy {
     /// The axum router serving whichever configuration is current.
     pub fn router(&self) -> axum::Router {
         server::router(self.0.clone())
+    }
+
+    /// `GET /metrics` (see [`Proxy::metrics_router`]); the metrics carry
+    /// over reloads.
+    pub fn metrics_router(&self) -> axum::Router {
+        server::metrics_router(self.0.clone())
     }
 
     /// The configuration serving new requests.
@@ -261,6 +276,30 @@ pub mod internals {
 
     pub use crate::translator::Context as TranslatorContext;
 
+    /// Records one finished streamed request, with usage, in `metrics`:
+    /// what every request costs the metrics.
+    pub fn record_request(metrics: &crate::Metrics) {
+        let d = std::time::Duration::from_micros(900);
+        metrics.finished(&crate::metrics::Finished {
+            endpoint: "chat",
+            backend: "openai",
+            model: "gpt-*",
+            status: 200,
+            outcome: "completed",
+            stream: true,
+            latency: d * 3,
+            upstream_first_byte: Some(d),
+            first_token: Some(d * 2),
+            usage: Some(crate::metrics::Usage {
+                input: 1200,
+                output: 300,
+                cached: 1000,
+                reasoning: 20,
+            }),
+            upstream_error: None,
+        });
+    }
+
     /// The checks `POST /v1/responses` (`endpoint` "responses") or
     /// `POST /v1/chat/completions` ("chat") make of a request body before
     /// anything runs: nesting, JSON, required fields and their types.
@@ -298,7 +337,7 @@ pub mod internals {
         /// Loads the bundled translator `kind` (precompiled if `precompiled`,
         /// else compiled from its `.wasm`).
         pub fn load(kind: &str, precompiled: bool) -> Result<Sandbox, crate::ConfigError> {
-            let runtime = Runtime::new(64, 64 << 20)?;
+            let runtime = Runtime::new(64, 64 << 20, Default::default())?;
             let limits = Limits {
                 memory_bytes: 64 << 20,
                 call_timeout: std::time::Duration::from_secs(1),

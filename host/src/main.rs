@@ -454,6 +454,20 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
             signalled.notify_one();
         }
     };
+    if let Some(metrics_addr) = server.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} (server.metrics_listen)"))?;
+        let addr = metrics.local_addr().unwrap_or(metrics_addr);
+        tracing::info!("metrics on http://{addr}/metrics");
+        let (router, config) = (proxy.metrics_router(), server.clone());
+        tokio::spawn(async move {
+            if let Err(e) = llmproxy::serve(metrics, router, &config, std::future::pending()).await
+            {
+                tracing::error!("metrics listener: {e}");
+            }
+        });
+    }
     let serve = llmproxy::serve(listener, proxy.router(), &server, on_signal);
     tokio::pin!(serve);
     tokio::select! {

@@ -34,6 +34,8 @@ pub(crate) struct MediaFetcher {
     max_inflight_mib: u32,
     timeout: Duration,
     allow_private: bool,
+    /// Where downloads are counted.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The media bytes a request holds, counted against
@@ -134,6 +136,7 @@ impl MediaFetcher {
     pub(crate) fn new(
         config: &MediaConfig,
         tls: rustls::ClientConfig,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<MediaFetcher, Error> {
         let timeout = Duration::from_secs_f64(config.timeout_secs);
         let client =
@@ -176,6 +179,7 @@ impl MediaFetcher {
             max_inflight_mib: config.max_inflight_mib,
             timeout,
             allow_private: config.allow_private_networks,
+            metrics,
         })
     }
 
@@ -185,6 +189,24 @@ impl MediaFetcher {
     /// what they hold counts against `media.max_inflight_mib` until the
     /// returned [`Held`] is dropped.
     pub(crate) async fn fetch_all(
+        &self,
+        urls: &[String],
+        room: u64,
+        backend: &str,
+    ) -> Result<(Vec<Media>, Held), Error> {
+        let fetched = self.fetch_all_uncounted(urls, room, backend).await;
+        match &fetched {
+            Ok((media, _)) => {
+                for m in media {
+                    self.metrics.media(Some(m.data_base64.len() as u64 / 4 * 3));
+                }
+            }
+            Err(_) => self.metrics.media(None),
+        }
+        fetched
+    }
+
+    async fn fetch_all_uncounted(
         &self,
         urls: &[String],
         room: u64,

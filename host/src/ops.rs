@@ -62,7 +62,7 @@ impl Proxy {
     /// bad request, an unknown model, an upstream error status) are `Err`.
     pub async fn create_response(&self, mut request: CreateResponse) -> Result<Response, Error> {
         request.stream = Some(false);
-        let mut log = AccessLog::start("responses", None);
+        let mut log = self.access_log("responses", None);
         match self
             .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
@@ -92,7 +92,7 @@ impl Proxy {
         mut request: CreateResponse,
     ) -> Result<ResponseStream, Error> {
         request.stream = Some(true);
-        let mut log = AccessLog::start("responses", None);
+        let mut log = self.access_log("responses", None);
         let events = match self
             .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
@@ -112,7 +112,7 @@ impl Proxy {
     ) -> Result<ChatCompletion, Error> {
         request.stream = None;
         request.stream_options = None;
-        let mut log = AccessLog::start("chat", None);
+        let mut log = self.access_log("chat", None);
         let answer = self
             .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
@@ -133,7 +133,7 @@ impl Proxy {
         mut request: ChatRequest,
     ) -> Result<ChatCompletionStream, Error> {
         request.stream = Some(true);
-        let mut log = AccessLog::start("chat", None);
+        let mut log = self.access_log("chat", None);
         let answer = self
             .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
@@ -156,7 +156,7 @@ impl Proxy {
     /// without HTTP. `request.stream` is ignored.
     pub async fn create_message(&self, mut request: MessagesRequest) -> Result<Message, Error> {
         request.stream = Some(false);
-        let mut log = AccessLog::start("messages", None);
+        let mut log = self.access_log("messages", None);
         let answer = self
             .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
@@ -177,7 +177,7 @@ impl Proxy {
         mut request: MessagesRequest,
     ) -> Result<MessageStream, Error> {
         request.stream = Some(true);
-        let mut log = AccessLog::start("messages", None);
+        let mut log = self.access_log("messages", None);
         let answer = self
             .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
@@ -265,7 +265,7 @@ impl Proxy {
             llmproxy_api::messages::request::messages_to_responses(request)?;
             backend.upstream.check_model(&upstream_model)?;
             let stream = request.stream.unwrap_or(false);
-            log.routed(&model, &backend.name, stream);
+            log.routed(&model, &backend.name, self.glob(&model), stream);
             log.watch(self.cutoff.clone());
             let cutoff = self.cutoff.clone();
             let call = passthrough::messages::Call {
@@ -456,7 +456,12 @@ impl Proxy {
             return chat_egress::from_canonical(outcome, &head.model, head.include_usage);
         };
         backend.upstream.check_model(&upstream_model)?;
-        log.routed(&head.model, &backend.name, head.stream);
+        log.routed(
+            &head.model,
+            &backend.name,
+            self.glob(&head.model),
+            head.stream,
+        );
         log.watch(self.cutoff.clone());
         let cutoff = self.cutoff.clone();
         let result = tokio::select! {

@@ -2,13 +2,14 @@
 //! policy) and shared by every request. A request's way through it is in
 //! `exchange` (translator and upstream) and `stream` (event streams).
 
-use crate::access::Cutoff;
+use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
 use crate::config::{Config, ConfigError, ResponsesConfig};
 use crate::conversation::Conversations;
 use crate::credentials::Secret;
 use crate::error::Error;
 use crate::media::MediaFetcher;
+use crate::metrics::Metrics;
 use crate::routing::Routes;
 use crate::signatures::SignatureCache;
 use crate::store::Store;
@@ -56,6 +57,10 @@ pub(crate) struct Inner {
     pub media: MediaFetcher,
     /// Receives every canonical response and event (`llmproxy translate`).
     pub tap: Option<Tap>,
+    /// Shared by the configurations a reload replaces.
+    pub metrics: Arc<Metrics>,
+    /// `GET /metrics` on the main listener too (behind the client key).
+    pub metrics_on_main: bool,
     _runtime: Runtime,
 }
 
@@ -110,7 +115,7 @@ impl Proxy {
         previous: Option<Arc<Inner>>,
     ) -> Result<Proxy, ConfigError> {
         config.check()?;
-        let (signatures, conversations, responses) = match &previous {
+        let (signatures, conversations, responses, metrics) = match &previous {
             Some(p) => {
                 if p.responses != config.responses {
                     tracing::warn!(
@@ -121,16 +126,22 @@ impl Proxy {
                     p.signatures.clone(),
                     p.conversations.clone(),
                     p.responses.clone(),
+                    p.metrics.clone(),
                 )
             }
             None => {
                 let store = Arc::new(Store::open(&config.responses).map_err(ConfigError::new)?);
                 tracing::info!("stored responses: {}", store.describe());
                 Store::sweep_regularly(&store);
+                let metrics = Arc::new(Metrics::new());
                 (
                     Arc::default(),
-                    Conversations { store },
+                    Conversations {
+                        store,
+                        metrics: metrics.clone(),
+                    },
                     config.responses.clone(),
+                    metrics,
                 )
             }
         };
@@ -151,7 +162,11 @@ impl Proxy {
             .chain([defaults.memory_limit_mib])
             .max()
             .unwrap_or(defaults.memory_limit_mib);
-        let runtime = Runtime::new(defaults.max_instances, pool_mib as usize * 1024 * 1024)?;
+        let runtime = Runtime::new(
+            defaults.max_instances,
+            pool_mib as usize * 1024 * 1024,
+            metrics.clone(),
+        )?;
         let mut loader = crate::backend::Loader::new(&runtime, defaults);
         let mut backends = Vec::new();
         for cfg in &config.backends {
@@ -160,6 +175,7 @@ impl Proxy {
         let media = MediaFetcher::new(
             &config.media,
             upstream::tls_config().map_err(|e| ConfigError::new(format!("media: {e}")))?,
+            metrics.clone(),
         )
         .map_err(|e| ConfigError::new(e.to_string()))?;
         let routes = Routes::new(config.backends.iter().map(|b| b.models.as_slice()))
@@ -178,9 +194,30 @@ impl Proxy {
                 responses,
                 media,
                 tap,
+                metrics,
+                metrics_on_main: config.server.metrics_on_main_listener,
                 _runtime: runtime,
             }),
         })
+    }
+
+    /// The proxy's metrics (what `GET /metrics` on `server.metrics_listen`
+    /// renders); they carry over a reload.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The log record (and metrics) of a request to `endpoint`, under the
+    /// client's `x-request-id` when it gave a usable one.
+    pub(crate) fn access_log(&self, endpoint: &'static str, client_id: Option<&str>) -> AccessLog {
+        let mut log = AccessLog::start(endpoint, client_id);
+        log.meter(self.inner.metrics.clone());
+        log
+    }
+
+    /// The configured glob that routes `model` (`-` when none does).
+    pub(crate) fn glob(&self, model: &str) -> &str {
+        self.inner.routes.glob(model).unwrap_or("-")
     }
 
     /// The backend serving `model`, or a 404 naming it.

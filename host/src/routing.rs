@@ -8,6 +8,9 @@ pub(crate) struct Routes {
     set: GlobSet,
     /// Backend index of each glob in `set`, in config order.
     owner: Vec<usize>,
+    /// The globs, in config order (metrics label requests by the glob that
+    /// routed them, never by the client's model string).
+    globs: Vec<String>,
 }
 
 impl Routes {
@@ -18,16 +21,29 @@ impl Routes {
     ) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut owner = Vec::new();
+        let mut names = Vec::new();
         for (index, globs) in backends.into_iter().enumerate() {
             for glob in globs {
                 builder.add(Glob::new(glob)?);
                 owner.push(index);
+                names.push(glob.clone());
             }
         }
         Ok(Routes {
             set: builder.build()?,
             owner,
+            globs: names,
         })
+    }
+
+    /// The glob that routes `model` (the first matching one).
+    pub(crate) fn glob(&self, model: &str) -> Option<&str> {
+        self.set
+            .matches(model)
+            .into_iter()
+            .min()
+            .and_then(|glob| self.globs.get(glob))
+            .map(String::as_str)
     }
 
     /// The first backend (in config order) with a glob matching `model`.

@@ -69,6 +69,8 @@ pub(crate) struct Upstream {
     /// The URLs of recent paths, checked and parsed (most requests of a
     /// backend go to a few paths; parsing one costs more than the lookup).
     urls: std::sync::Mutex<HashMap<String, reqwest::Url>>,
+    /// Where retries are counted.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Most URLs kept parsed per backend.
@@ -102,6 +104,7 @@ impl Upstream {
     pub(crate) fn new(
         config: &BackendConfig,
         credentials: Credentials,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Self, ConfigError> {
         let at = format!("backend {:?}", config.name);
         let base = config
@@ -169,6 +172,7 @@ impl Upstream {
             headers,
             timeouts,
             urls: std::sync::Mutex::default(),
+            metrics,
         })
     }
 
@@ -332,6 +336,7 @@ impl Upstream {
                 };
             };
             retried += 1;
+            self.metrics.retry(&self.backend);
             let why = match failure {
                 Failure::Transport(error) => error.redacted().to_string(),
                 Failure::Status(response) => format!("HTTP {}", response.status().as_u16()),
@@ -877,7 +882,7 @@ mod tests {
             "[[backends]]\nname = \"b\"\nkind = \"k\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"*\"]\n",
         )
         .unwrap();
-        Upstream::new(&config.backends[0], Credentials::None).unwrap()
+        Upstream::new(&config.backends[0], Credentials::None, Default::default()).unwrap()
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> UpstreamRequest {

@@ -233,6 +233,16 @@ pub struct ServerConfig {
     /// most 10000.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Where to serve `GET /metrics` (Prometheus text format), e.g.
+    /// `127.0.0.1:9464`: a listener of its own, without client auth, which
+    /// the agents' sandbox should not reach. Default: off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also serve `GET /metrics` on the main listener, behind the client
+    /// key like every endpoint there. Default false. Read at startup (a
+    /// reload does not change it).
+    #[serde(default)]
+    pub metrics_on_main_listener: bool,
 }
 
 fn default_header_read_timeout_secs() -> f64 {
@@ -272,6 +282,8 @@ impl Default for ServerConfig {
             body_timeout_secs: default_body_timeout_secs(),
             write_timeout_secs: default_write_timeout_secs(),
             max_connections: None,
+            metrics_listen: None,
+            metrics_on_main_listener: false,
         }
     }
 }

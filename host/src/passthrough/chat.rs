@@ -52,6 +52,33 @@ struct Usage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    #[serde(default)]
+    completion_tokens_details: Option<Details>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: u64,
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Tells the log (and the metrics) what the answer used.
+    fn log(&self, log: &mut AccessLog) {
+        log.usage(self.prompt_tokens, self.completion_tokens);
+        log.token_details(
+            self.prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens),
+            self.completion_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.reasoning_tokens),
+        );
+    }
 }
 
 /// What a chunk or completion says that the host acts on.
@@ -75,8 +102,7 @@ fn whole(body: &[u8], model: &str, log: &mut AccessLog, backend: &str) -> Result
         .get("usage")
         .map(|raw| serde_json::from_str::<Option<Usage>>(raw.get()))
     {
-        let usage = usage.unwrap_or_default();
-        log.usage(usage.prompt_tokens, usage.completion_tokens);
+        usage.unwrap_or_default().log(log);
     }
     if obj.get("model").is_some() {
         obj.set("model", model).map_err(bad)?;
@@ -340,12 +366,15 @@ impl Relay {
             };
         }
         if let Some(usage) = &head.usage {
-            self.log.usage(usage.prompt_tokens, usage.completion_tokens);
+            usage.log(&mut self.log);
         }
         let no_choices = head.choices.is_none_or(|c| {
             let c = c.get().trim();
             c == "[]" || c == "null"
         });
+        if !no_choices {
+            self.log.first_token();
+        }
         if self.hide_usage && no_choices && head.usage.is_some() {
             // The usage chunk the client did not ask for.
             return None;

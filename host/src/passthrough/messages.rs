@@ -206,6 +206,7 @@ fn log_usage(log: &mut AccessLog, usage: &Usage) {
     let input =
         usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens;
     log.usage(input, usage.output_tokens);
+    log.token_details(usage.cache_read_input_tokens, 0);
 }
 
 /// The relay of an upstream Messages stream to the client: each event read
@@ -284,6 +285,7 @@ impl Relay {
                     }
                 }
             }
+            StreamEvent::ContentBlockDelta { .. } => self.log.first_token(),
             StreamEvent::MessageStop => {
                 self.done = true;
                 log_usage(&mut self.log, &self.usage);

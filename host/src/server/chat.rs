@@ -15,7 +15,7 @@ use futures_util::stream::BoxStream;
 
 /// `POST /v1/chat/completions`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("chat", request.headers());
+    let mut log = super::access_log(&proxy, "chat", request.headers());
     let result = run(&proxy, request, &mut log).await;
     super::respond(result, &mut log)
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 /// `POST /v1/messages`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("messages", request.headers());
+    let mut log = super::access_log(&proxy, "messages", request.headers());
     let result = run(&proxy, request, &mut log).await;
     respond(result, &mut log)
 }
@@ -41,7 +41,7 @@ async fn run(proxy: &Proxy, request: Request, log: &mut AccessLog) -> Result<Res
 /// `x-llmproxy-token-count: estimate` says when the count is the proxy's
 /// estimate rather than the upstream's.
 pub(super) async fn count_tokens(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("messages", request.headers());
+    let mut log = super::access_log(&proxy, "messages", request.headers());
     let result = async {
         let betas = betas(request.headers());
         let body = super::read_body(&proxy, request).await?;

@@ -88,11 +88,16 @@ impl FromRef<Live> for Proxy {
     }
 }
 
-/// The router: `/v1/responses`, `/v1/models` (behind client auth when a key
-/// is configured) and `/healthz` (never authenticated). The `/v1` prefix is
-/// optional.
+/// The router: `/v1/responses`, `/v1/chat/completions`, `/v1/messages`,
+/// `/v1/models` (and `/metrics` when `server.metrics_on_main_listener` is
+/// set), behind client auth when a key is configured, and `/healthz`
+/// (never authenticated). The `/v1` prefix is optional.
 pub(crate) fn router(proxy: Live) -> Router {
-    let api = Router::new()
+    let mut api = Router::new();
+    if proxy.current().inner.metrics_on_main {
+        api = api.route("/metrics", get(metrics));
+    }
+    let api = api
         .route("/v1/responses", post(responses::handle))
         .route("/responses", post(responses::handle))
         .route(
@@ -123,6 +128,26 @@ pub(crate) fn router(proxy: Live) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(proxy)
+}
+
+/// `GET /metrics` alone, unauthenticated (a listener of its own).
+pub(crate) fn metrics_router(proxy: Live) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(proxy)
+}
+
+/// The Prometheus text format of the current proxy's metrics.
+async fn metrics(State(proxy): State<Proxy>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        proxy.metrics().render(),
+    )
+        .into_response()
 }
 
 /// Readiness: 200 once the translators are loaded and the listener is up
@@ -191,7 +216,7 @@ async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) 
                 _ if is_messages(path) => "messages",
                 _ => "models",
             };
-            let mut log = access_log(endpoint, request.headers());
+            let mut log = access_log(&proxy, endpoint, request.headers());
             let error = Error::Unauthorized(message.into());
             log.failed(&error);
             let response = if endpoint == "messages" {
@@ -259,9 +284,9 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
 }
 
 /// The log record of a request, with the client's `x-request-id` if usable.
-fn access_log(endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
+fn access_log(proxy: &Proxy, endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
     let client_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    AccessLog::start(endpoint, client_id)
+    proxy.access_log(endpoint, client_id)
 }
 
 /// The client's response for what an endpoint produced, with the log told

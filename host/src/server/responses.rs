@@ -19,7 +19,7 @@ use llmproxy_api::events::ResponseEvent;
 
 /// `POST /v1/responses`
 pub(super) async fn handle(State(proxy): State<Proxy>, request: Request) -> Response {
-    let mut log = super::access_log("responses", request.headers());
+    let mut log = super::access_log(&proxy, "responses", request.headers());
     let result = run(&proxy, request, &mut log).await;
     super::respond(result, &mut log)
 }
@@ -68,7 +68,7 @@ pub(super) async fn retrieve(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut log = super::access_log("responses.retrieve", &headers);
+    let mut log = super::access_log(&proxy, "responses.retrieve", &headers);
     let result = proxy.retrieve(&id).await.map(render);
     super::respond(result, &mut log)
 }
@@ -79,7 +79,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut log = super::access_log("responses.delete", &headers);
+    let mut log = super::access_log(&proxy, "responses.delete", &headers);
     let result = proxy.delete(&id).await.map(render);
     super::respond(result, &mut log)
 }
@@ -91,7 +91,7 @@ pub(super) async fn input_items(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let mut log = super::access_log("responses.input_items", &headers);
+    let mut log = super::access_log(&proxy, "responses.input_items", &headers);
     let result = match query {
         Ok(Query(query)) => proxy.list_input_items(&id, &query, true).await.map(render),
         Err(_) => Err(Error::InvalidRequest {

@@ -21,6 +21,7 @@ pub(crate) mod budget;
 mod engine_config;
 
 use crate::error::Error;
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -104,6 +105,8 @@ pub(crate) struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     _ticker: Ticker,
+    /// Where the translators' call times and faults are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -113,9 +116,18 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// The metrics the translators (and their backends) count in.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Creates the engine: pooling allocator sized for `max_instances`
     /// concurrent instances of at most `max_memory_bytes` each.
-    pub(crate) fn new(max_instances: u32, max_memory_bytes: usize) -> Result<Self, LoadError> {
+    pub(crate) fn new(
+        max_instances: u32,
+        max_memory_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LoadError> {
         let mut pooling = wasmtime::PoolingAllocationConfig::new();
         pooling
             .total_component_instances(max_instances)
@@ -145,6 +157,7 @@ impl Runtime {
             engine,
             linker,
             _ticker: ticker,
+            metrics,
         })
     }
 
@@ -297,6 +310,7 @@ impl Runtime {
             limits,
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
             warm: limits.reuse.then(std::sync::Mutex::default),
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -438,6 +452,7 @@ pub(crate) struct Translator {
     /// Instances kept warm between requests; `None`: a fresh instance for
     /// every request.
     warm: Option<std::sync::Mutex<Vec<Live>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Most instances of one translator kept warm.
@@ -584,19 +599,24 @@ impl Translator {
 
     /// Describes a trap or limit hit as a translator fault.
     fn fault(&self, store: &Store<HostState>, what: &str, e: &wasmtime::Error) -> Error {
-        let detail = match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => format!(
-                "exceeded its time limit of {} ms",
-                self.limits.call_timeout.as_millis()
+        let (kind, detail) = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => (
+                "timeout",
+                format!(
+                    "exceeded its time limit of {} ms",
+                    self.limits.call_timeout.as_millis()
+                ),
             ),
-            _ if store.data().limiter.hit => {
+            _ if store.data().limiter.hit => (
+                "memory",
                 format!(
                     "exceeded its memory limit of {} MiB",
                     self.limits.memory_bytes / (1024 * 1024)
-                )
-            }
-            _ => format!("{what}: {}", first_line(&format!("{e:#}"))),
+                ),
+            ),
+            _ => ("trap", format!("{what}: {}", first_line(&format!("{e:#}")))),
         };
+        self.metrics.translator_fault(&self.name, kind);
         let captured = store.data().stderr.contents();
         if captured.is_empty() {
             tracing::warn!(translator = %self.name, "translator fault: {detail}");
@@ -661,6 +681,13 @@ impl Instance {
         }
     }
 
+    /// Counts a call's time (started at `started`).
+    fn timed(&self, call: &str, started: std::time::Instant) {
+        self.translator
+            .metrics
+            .translator_call(&self.translator.name, call, started.elapsed());
+    }
+
     /// A trap or limit hit: the instance is discarded.
     fn trap(&mut self, what: &str, e: &wasmtime::Error) -> Error {
         self.poisoned = true;
@@ -675,9 +702,12 @@ impl Instance {
 
     /// `request`: canonical Responses request -> upstream request.
     pub(crate) async fn request(&mut self, ctx: &Context, body: &[u8]) -> Result<Requested, Error> {
+        let started = std::time::Instant::now();
         let live = self.live()?;
         let guest = live.bindings.llmproxy_translator_translator();
-        match guest.call_request(&mut live.store, ctx, body).await {
+        let result = guest.call_request(&mut live.store, ctx, body).await;
+        self.timed("request", started);
+        match result {
             Ok(Ok(request)) => Ok(Requested::Ready(request)),
             Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
             Ok(Err(e)) => Err(self.guest_error(e)),
@@ -694,11 +724,13 @@ impl Instance {
         api: Api,
         body: &[u8],
     ) -> Result<Requested, Error> {
+        let started = std::time::Instant::now();
         let live = self.live()?;
         let noted = live.store.data().stderr.contents().len();
         let guest = live.bindings.llmproxy_translator_translator();
         let result = guest.call_adapt(&mut live.store, ctx, api, body).await;
         let notes = live.store.data().stderr.contents();
+        self.timed("adapt", started);
         if notes.len() > noted && tracing::enabled!(tracing::Level::DEBUG) {
             let notes = String::from_utf8_lossy(&notes[noted..]);
             tracing::debug!(
@@ -723,12 +755,14 @@ impl Instance {
         state: &str,
         response: &UpstreamResponse,
     ) -> Result<Vec<u8>, Error> {
+        let started = std::time::Instant::now();
         let live = self.live()?;
         let guest = live.bindings.llmproxy_translator_translator();
-        match guest
+        let result = guest
             .call_response(&mut live.store, ctx, state, response)
-            .await
-        {
+            .await;
+        self.timed("response", started);
+        match result {
             Ok(result) => result.map_err(|e| self.guest_error(e)),
             Err(e) => Err(self.trap("trapped in response", &e)),
         }

@@ -10,7 +10,7 @@ pub(crate) struct Running {
     child: Child,
     pub(crate) url: String,
     /// Every line the proxy logged so far.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Running {

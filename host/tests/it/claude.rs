@@ -252,7 +252,10 @@ async fn altered_thinking_is_refused_by_claude_and_the_message_passed_on() {
 
 #[tokio::test]
 async fn images_inline_and_downloaded() {
-    let (vertex, proxy) = setup("[media]\nallow_private_networks = true\n").await;
+    let (vertex, proxy) = setup(
+        "[server]\nmetrics_on_main_listener = true\n[media]\nallow_private_networks = true\n",
+    )
+    .await;
     let req = json!({"model": MODEL, "input": [{"role": "user", "content": [
         {"type": "input_text", "text": "What is this?"},
         {"type": "input_image", "image_url": "data:image/gif;base64,R0lGODlh"},
@@ -289,6 +292,14 @@ async fn images_inline_and_downloaded() {
             .contains("nope.png: the server answered HTTP 404"),
         "{v}"
     );
+    // Counted: three files downloaded (cat.png twice, photo), one refused.
+    let metrics = proxy.scrape().await;
+    for line in [
+        "llmproxy_media_downloads_total{result=\"ok\"} 3",
+        "llmproxy_media_downloads_total{result=\"refused\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
 }
 
 /// By default the proxy does not fetch from loopback, private or

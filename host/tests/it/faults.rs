@@ -80,7 +80,7 @@ async fn retries_are_off_by_default_and_cover_failures_before_the_answer() {
 
     let up = FakeUpstream::start().await;
     let config = format!(
-        "{}retries = 2\nretry_backoff_secs = 0.05\n",
+        "[server]\nmetrics_on_main_listener = true\n{}retries = 2\nretry_backoff_secs = 0.05\n",
         single(&up.base_url)
     );
     let proxy = TestProxy::start(&config).await;
@@ -94,6 +94,13 @@ async fn retries_are_off_by_default_and_cover_failures_before_the_answer() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(up.received().len() - before, 3, "two retries, then success");
     }
+    let metrics = proxy.scrape().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("llmproxy_upstream_retries_total{") && l.ends_with(" 4")),
+        "{metrics}"
+    );
     // More failures than retries: the last one is passed on.
     let before = up.received().len();
     up.script([

@@ -15,6 +15,7 @@ mod faults;
 mod fuzz;
 mod library;
 mod messages;
+mod metrics;
 mod reload;
 mod responses;
 mod sandbox;

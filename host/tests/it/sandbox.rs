@@ -194,7 +194,11 @@ async fn a_spinning_translator_is_stopped_and_others_keep_serving() {
 #[tokio::test]
 async fn memory_traps_huge_output_and_credentials_are_contained() {
     let up = FakeUpstream::start().await;
-    let proxy = TestProxy::start(&config(&up.base_url, &["memory", "huge", "trap", "auth"])).await;
+    let toml = format!(
+        "[server]\nmetrics_on_main_listener = true\n\n{}",
+        config(&up.base_url, &["memory", "huge", "trap", "auth"])
+    );
+    let proxy = TestProxy::start(&toml).await;
     let ask = async |model: &str| {
         proxy
             .post(
@@ -220,6 +224,20 @@ async fn memory_traps_huge_output_and_credentials_are_contained() {
     // The proxy is unharmed.
     let (status, _, _) = ask("fine").await;
     assert_eq!(status, 200);
+    // The metrics counted each fault by kind.
+    let metrics = proxy.scrape().await;
+    let faults = |kind: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("llmproxy_translator_faults_total{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(faults("memory"), 2, "{metrics}");
+    assert_eq!(faults("trap"), 1, "{metrics}");
 }
 
 #[tokio::test]

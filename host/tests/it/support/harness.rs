@@ -69,6 +69,19 @@ impl TestProxy {
         (status, r.json::<Value>().await.unwrap())
     }
 
+    /// `GET /metrics` (the config must set
+    /// `server.metrics_on_main_listener`).
+    pub async fn scrape(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "metrics_on_main_listener set?");
+        r.text().await.unwrap()
+    }
+
     /// POSTs raw bytes as JSON: (status, the JSON answer).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let r = self
