@@ -380,8 +380,17 @@ fn type_for_status(status: u16) -> &'static str {
 #[cfg(feature = "server")]
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.status();
         let body = json!({ "error": self.body() });
+        self.response(self.status(), body)
+    }
+}
+
+#[cfg(feature = "server")]
+impl Error {
+    /// The HTTP answer for this error: `status`, the JSON `body` (the
+    /// client API's error shape), `retry-after` when known, and
+    /// `www-authenticate` on a 401.
+    pub(crate) fn response(&self, status: StatusCode, body: Value) -> Response {
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after() {
             response

@@ -119,9 +119,7 @@ impl Proxy {
             .inspect_err(|e| log.failed(e))?;
         match answer.body {
             ChatBody::Whole(body) => typed_bytes(&body),
-            ChatBody::Stream(_) => Err(Error::Internal(
-                "a stream came back for a request without streaming".into(),
-            )),
+            ChatBody::Stream(_) => Err(streamed_unasked()),
         }
     }
 
@@ -163,9 +161,7 @@ impl Proxy {
             .inspect_err(|e| log.failed(e))?;
         match answer.body {
             MessagesBody::Whole(message) => Ok(*message),
-            MessagesBody::Stream(_) => Err(Error::Internal(
-                "a stream came back for a request without streaming".into(),
-            )),
+            MessagesBody::Stream(_) => Err(streamed_unasked()),
         }
     }
 
@@ -474,6 +470,11 @@ impl Proxy {
             e
         })
     }
+}
+
+/// A stream came back where a whole answer was asked for (never expected).
+fn streamed_unasked() -> Error {
+    Error::Internal("a stream came back for a request without streaming".into())
 }
 
 /// The proxy always streams a streaming request (replaying a whole answer

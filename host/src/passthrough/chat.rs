@@ -5,7 +5,7 @@
 //! it); the upstream's 2xx answer comes back as it is, its `model` the one
 //! the client asked for.
 
-use super::Route;
+use super::{Route, Whole};
 use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
 use crate::egress::chat::{ChatAnswer, ChatBody, Frame};
@@ -13,7 +13,6 @@ use crate::error::Error;
 use crate::ingress::chat::ChatHead;
 use crate::media::MediaFetcher;
 use crate::stream::UpstreamEvents;
-use crate::translator::UpstreamResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use llmproxy_api::json::RawObject;
@@ -186,28 +185,12 @@ pub(crate) async fn send(
             upstream_id,
         });
     }
-    let headers = crate::upstream::header_pairs(response.headers());
-    let retry_after = crate::upstream::retry_after(response.headers());
-    let answer = backend.upstream.read_body(response, deadline).await?;
-    let answer = crate::redact::redact_bytes(answer.to_vec());
-    if !(200..300).contains(&status) {
-        // The translator knows the upstream's error shapes.
-        let mut instance = translator.instantiate().await?;
+    let read = Whole::read(&backend, response, deadline).await?;
+    if !read.is_success() {
         let ctx = backend.context(&head.model, upstream_model.to_string(), head.stream, "{}");
-        let upstream = UpstreamResponse {
-            status,
-            headers,
-            body: answer,
-        };
-        return Err(match instance.response(&ctx, "", &upstream).await {
-            Err(e) => Backend::with_retry_after(e, retry_after),
-            Ok(_) => Error::BadUpstream {
-                backend: backend.name.clone(),
-                detail: format!("it answered HTTP {status}"),
-            },
-        });
+        return Err(read.error(&backend, &ctx).await);
     }
-    let whole = whole(&answer, &head.model, log, &backend.name)?;
+    let whole = whole(&read.answer.body, &head.model, log, &backend.name)?;
     let body = if head.stream {
         // A whole answer to a streaming request: sent as a stream.
         ChatBody::Stream(futures_util::stream::iter(as_chunks(&whole, head.include_usage)).boxed())

@@ -6,14 +6,14 @@
 //! answer comes back as Claude sent it, its `model` the client's. Token
 //! counts go to the upstream's counting endpoint the same way.
 
-use super::Route;
+use super::{Route, Whole};
 use crate::access::{AccessLog, Cutoff};
 use crate::backend::Backend;
 use crate::egress::messages::{MessagesAnswer, MessagesBody, anthropic_type};
 use crate::error::Error;
 use crate::media::{Held, MediaFetcher};
 use crate::stream::UpstreamEvents;
-use crate::translator::{UpstreamRequest, UpstreamResponse};
+use crate::translator::{Context, UpstreamRequest};
 use futures_util::StreamExt;
 use llmproxy_api::messages::stream::{ErrorBody, StreamEvent, message_events};
 use llmproxy_api::messages::{Message, Usage};
@@ -56,39 +56,14 @@ impl Call<'_> {
         Ok((route.request(sent, self.stream), None))
     }
 
-    /// The error for an upstream's non-2xx answer, in the translator's
-    /// reading of the upstream's error shapes.
-    async fn error(
-        &self,
-        backend: &Backend,
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        retry_after: Option<u32>,
-    ) -> Error {
-        let ctx = backend.context(
+    /// The translator's context for reading the upstream's answer.
+    fn context(&self, backend: &Backend) -> Context {
+        backend.context(
             self.model,
             self.upstream_model.to_string(),
             self.stream,
             "{}",
-        );
-        let upstream = UpstreamResponse {
-            status,
-            headers,
-            body,
-        };
-        let read = async {
-            let translator = backend.translator(self.upstream_model)?;
-            let mut instance = translator.instantiate().await?;
-            instance.response(&ctx, "", &upstream).await
-        };
-        match read.await {
-            Err(e) => Backend::with_retry_after(e, retry_after),
-            Ok(_) => Error::BadUpstream {
-                backend: backend.name.clone(),
-                detail: format!("it answered HTTP {status}"),
-            },
-        }
+        )
     }
 }
 
@@ -126,19 +101,15 @@ pub(crate) async fn send(
             upstream_id,
         });
     }
-    let headers = crate::upstream::header_pairs(response.headers());
-    let retry_after = crate::upstream::retry_after(response.headers());
-    let answer = backend.upstream.read_body(response, deadline).await?;
-    let answer = crate::redact::redact_bytes(answer.to_vec());
-    if !(200..300).contains(&status) {
-        return Err(call
-            .error(&backend, status, headers, answer, retry_after)
-            .await);
+    let read = Whole::read(&backend, response, deadline).await?;
+    if !read.is_success() {
+        return Err(read.error(&backend, &call.context(&backend)).await);
     }
-    let mut message: Message = serde_json::from_slice(&answer).map_err(|e| Error::BadUpstream {
-        backend: backend.name.clone(),
-        detail: format!("the answer is not a Messages `message` ({e})"),
-    })?;
+    let mut message: Message =
+        serde_json::from_slice(&read.answer.body).map_err(|e| Error::BadUpstream {
+            backend: backend.name.clone(),
+            detail: format!("the answer is not a Messages `message` ({e})"),
+        })?;
     message.model = call.model.to_string();
     log_usage(log, &message.usage);
     let body = if call.stream {
@@ -166,30 +137,17 @@ pub(crate) async fn count_tokens(
         .send(translator.name(), request, deadline)
         .await?;
     drop(held);
-    let status = response.status().as_u16();
-    let headers = crate::upstream::header_pairs(response.headers());
-    let retry_after = crate::upstream::retry_after(response.headers());
-    let answer = backend.upstream.read_body(response, deadline).await?;
-    let mut answer = crate::redact::redact_bytes(answer.to_vec());
-    if route.adapt {
+    let read = Whole::read(&backend, response, deadline).await?;
+    let ctx = call.context(&backend);
+    let answer = if route.adapt {
         // The translator reads its upstream's count (or error) into
         // `{"input_tokens": N}`.
-        let ctx = backend.context(call.model, call.upstream_model.to_string(), false, "{}");
-        let upstream = UpstreamResponse {
-            status,
-            headers,
-            body: answer,
-        };
-        let mut instance = translator.instantiate().await?;
-        answer = instance
-            .response(&ctx, &state, &upstream)
-            .await
-            .map_err(|e| Backend::with_retry_after(e, retry_after))?;
-    } else if !(200..300).contains(&status) {
-        return Err(call
-            .error(&backend, status, headers, answer, retry_after)
-            .await);
-    }
+        read.translated(&backend, &ctx, &state).await?
+    } else if read.is_success() {
+        read.answer.body
+    } else {
+        return Err(read.error(&backend, &ctx).await);
+    };
     #[derive(serde::Deserialize)]
     struct Count {
         input_tokens: u64,

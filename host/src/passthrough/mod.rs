@@ -21,7 +21,71 @@ pub(crate) mod messages;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::media::{Held, MediaFetcher};
-use crate::translator::{Api, Context, Passthrough, Requested, UpstreamRequest, budget};
+use crate::translator::{
+    Api, Context, Passthrough, Requested, UpstreamRequest, UpstreamResponse, budget,
+};
+use tokio::time::Instant;
+
+/// An upstream's whole answer (not a stream), secrets scrubbed, with what
+/// an error needs of its head.
+pub(crate) struct Whole {
+    pub answer: UpstreamResponse,
+    pub retry_after: Option<u32>,
+}
+
+impl Whole {
+    /// Reads `response` to its end within `deadline`.
+    pub(crate) async fn read(
+        backend: &Backend,
+        response: reqwest::Response,
+        deadline: Instant,
+    ) -> Result<Whole, Error> {
+        let status = response.status().as_u16();
+        let headers = crate::upstream::header_pairs(response.headers());
+        let retry_after = crate::upstream::retry_after(response.headers());
+        let body = backend.upstream.read_body(response, deadline).await?;
+        Ok(Whole {
+            answer: UpstreamResponse {
+                status,
+                headers,
+                body: crate::redact::redact_bytes(body.to_vec()),
+            },
+            retry_after,
+        })
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.answer.status)
+    }
+
+    /// The translator's reading of the answer (`response`, with `state`),
+    /// its `Retry-After` kept on an error.
+    pub(crate) async fn translated(
+        &self,
+        backend: &Backend,
+        ctx: &Context,
+        state: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let translator = backend.translator(&ctx.upstream_model)?;
+        let mut instance = translator.instantiate().await?;
+        instance
+            .response(ctx, state, &self.answer)
+            .await
+            .map_err(|e| Backend::with_retry_after(e, self.retry_after))
+    }
+
+    /// The error a non-2xx answer is: the translator knows its upstream's
+    /// error shapes.
+    pub(crate) async fn error(&self, backend: &Backend, ctx: &Context) -> Error {
+        match self.translated(backend, ctx, "").await {
+            Err(e) => e,
+            Ok(_) => Error::BadUpstream {
+                backend: backend.name.clone(),
+                detail: format!("it answered HTTP {}", self.answer.status),
+            },
+        }
+    }
+}
 
 /// The upstream request the translator's `adapt` makes of a client's
 /// `body`: checked first against the translator's memory (a 413 up front,

@@ -127,19 +127,7 @@ pub(super) fn error_response(error: &Error) -> Response {
         }
         _ => error.status(),
     };
-    let mut response = (status, axum::Json(error_json(error))).into_response();
-    if let Some(secs) = error.retry_after() {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-    }
-    response
+    error.response(status, error_json(error))
 }
 
 /// The Anthropic-shaped body of an error:

@@ -698,16 +698,9 @@ async fn vercel_ai_sdk_openai_compatible() {
 /// and Responses, with a conversation continued by `previous_response_id`.
 #[tokio::test]
 async fn openai_python_sdk() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let python = dir.join(".venv/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must create host/tests/python/.venv first"
-        );
-        eprintln!("skipped: create host/tests/python/.venv with requirements.txt to enable");
+    let Some((python, dir)) = python_venv() else {
         return;
-    }
+    };
     let (_up, proxy) = openai_proxy("").await;
     let v = run_client(
         python.to_str().unwrap(),

@@ -815,16 +815,9 @@ async fn claude_errors_keep_anthropic_semantics() {
 /// a tool loop with parallel calls, count_tokens.
 #[tokio::test]
 async fn anthropic_python_sdk() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let python = dir.join(".venv/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must create host/tests/python/.venv first"
-        );
-        eprintln!("skipped: create host/tests/python/.venv with requirements.txt to enable");
+    let Some((python, dir)) = python_venv() else {
         return;
-    }
+    };
     let s = setup().await;
     for (model, hello) in [(CLAUDE, "Hello from Claude"), (GEMINI_25, "Hello")] {
         let v = run_client(
@@ -856,4 +849,49 @@ async fn anthropic_python_sdk() {
         );
         assert_eq!(v["counted"], true, "{model}: {v}");
     }
+}
+
+/// Hostile input on the Messages endpoints: model names that would steer
+/// the Vertex URL are refused before anything is sent, and `anthropic-beta`
+/// values reach Vertex only as the betas it takes (never as text that
+/// could leave the body field they go in).
+#[tokio::test]
+async fn hostile_models_and_betas_go_nowhere() {
+    let s = setup().await;
+    let hits = s.vertex.hits().len();
+    for model in [
+        "claude-x/../../../../projects/other/locations/x/publishers/anthropic/models/y",
+        "claude-x%2F..%2Fother",
+        "claude-x:streamRawPredict?alt=sse",
+        "claude-x\u{0}",
+        "claude-x\nHost: evil",
+    ] {
+        let body = json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+            let (status, _, text) = send(&s.proxy, path, &body).await;
+            assert_eq!(status, 400, "{path} {model:?}: {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
+        }
+    }
+    assert_eq!(s.vertex.hits().len(), hits, "nothing reached Vertex");
+    let r = s
+        .proxy
+        .http
+        .post(format!("{}/v1/messages", s.proxy.url))
+        .header("x-api-key", KEY)
+        .header(
+            "anthropic-beta",
+            "../../x, a\"b, interleaved-thinking-2025-05-14 ,%2e%2e,context-1m-2025-08-07",
+        )
+        .json(&json!({"model": CLAUDE, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, sent) = s.vertex.last();
+    assert_eq!(
+        sent["anthropic_beta"],
+        json!(["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"])
+    );
 }

@@ -219,6 +219,23 @@ pub async fn run_client(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The Python of `host/tests/python/.venv` (made by `.ci/run`) and that
+/// folder, for the tests driving official Python SDKs; `None` (test
+/// skipped) outside CI.
+pub fn python_venv() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let python = dir.join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must create host/tests/python/.venv first"
+        );
+        eprintln!("skipped: create host/tests/python/.venv with requirements.txt to enable");
+        return None;
+    }
+    Some((python, dir))
+}
+
 /// `host/tests/node` when its packages are installed (`npm ci`, done by
 /// `.ci/run`); `None` (test skipped) outside CI.
 pub fn node_dir() -> Option<std::path::PathBuf> {
