@@ -3,8 +3,10 @@
 //! token usage. Written when the request is over: for a stream, when it
 //! ends or the client goes away.
 
+use crate::backend::Backend;
 use crate::error::Error;
 use crate::metrics::{Finished, Metrics, Usage};
+use crate::telemetry::{Recorder, Value as Attr};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use llmproxy_api::events::ResponseEvent;
@@ -46,6 +48,17 @@ pub(crate) struct AccessLog {
     open_stream: bool,
     /// The upstream failure the request met, by class.
     upstream_error: Option<&'static str>,
+    /// The request's trace, when the proxy traces (written with the record).
+    trace: Option<Box<Traced>>,
+}
+
+/// What a traced request's span says beyond the log record.
+#[derive(Debug)]
+struct Traced {
+    recorder: Arc<Recorder>,
+    /// `gen_ai.provider.name` and the upstream model, once routed.
+    provider: Option<String>,
+    upstream_model: Option<String>,
 }
 
 /// What a request that ended before any answer is logged as: its client
@@ -89,7 +102,58 @@ impl AccessLog {
             token_details: (0, 0),
             open_stream: false,
             upstream_error: None,
+            trace: None,
         }
+    }
+
+    /// Traces the request into `recorder` (its span is written with the
+    /// record).
+    pub(crate) fn traced(&mut self, recorder: Arc<Recorder>) {
+        self.trace = Some(Box::new(Traced {
+            recorder,
+            provider: None,
+            upstream_model: None,
+        }));
+    }
+
+    /// The request's trace, for [`crate::telemetry::scope`].
+    pub(crate) fn trace(&self) -> Option<Arc<Recorder>> {
+        self.trace.as_ref().map(|t| t.recorder.clone())
+    }
+
+    /// The prompt (the request's `input` or `messages`, and its
+    /// instructions), recorded in the trace when the operator opted in.
+    pub(crate) fn prompt(&self, body: &[u8]) {
+        if let Some(t) = &self.trace
+            && t.recorder.captures_content()
+            && let Ok(prompt) = serde_json::from_slice::<Prompt>(body)
+        {
+            let text = match (prompt.system, prompt.input) {
+                (Some(system), Some(input)) => {
+                    format!("{{\"system\":{},\"input\":{}}}", system.get(), input.get())
+                }
+                (None, Some(input)) => input.get().to_string(),
+                (Some(system), None) => system.get().to_string(),
+                (None, None) => return,
+            };
+            t.recorder.content(false, &text);
+        }
+    }
+
+    /// The completion (a response's `output`, a Chat answer's `choices`, a
+    /// Message's `content`), recorded as [`AccessLog::prompt`] is.
+    pub(crate) fn completion(&self, json: &str) {
+        if let Some(t) = &self.trace {
+            t.recorder.content(true, json);
+        }
+    }
+
+    /// Whether [`AccessLog::completion`] records anything (to skip
+    /// serializing what it would not keep).
+    pub(crate) fn wants_completion(&self) -> bool {
+        self.trace
+            .as_ref()
+            .is_some_and(|t| t.recorder.captures_content())
     }
 
     /// Counts the record in `metrics` when it is written.
@@ -121,11 +185,15 @@ impl AccessLog {
     }
 
     /// The request was routed to `backend` by `glob`.
-    pub fn routed(&mut self, model: &str, backend: &str, glob: &str, stream: bool) {
+    pub(crate) fn routed(&mut self, model: &str, backend: &Backend, glob: &str, stream: bool) {
         self.model = Some(model.to_string());
-        self.backend = Some(backend.to_string());
+        self.backend = Some(backend.name.clone());
         self.glob = Some(glob.to_string());
         self.stream = stream;
+        if let Some(t) = &mut self.trace {
+            t.provider = Some(backend.provider.clone());
+            t.upstream_model = Some(backend.upstream_model(model));
+        }
     }
 
     /// The upstream's response head arrived.
@@ -144,6 +212,11 @@ impl AccessLog {
 
     /// A stream's terminal response.
     pub fn terminal(&mut self, response: &Response) {
+        if self.wants_completion()
+            && let Ok(output) = serde_json::to_string(&response.output)
+        {
+            self.completion(&output);
+        }
         self.status = 200;
         self.outcome = match response.status.as_deref() {
             Some("incomplete") => "incomplete",
@@ -169,6 +242,11 @@ impl AccessLog {
 
     /// A complete response object.
     pub fn response(&mut self, response: &serde_json::Map<String, Value>) {
+        if self.wants_completion()
+            && let Some(output) = response.get("output")
+        {
+            self.completion(&output.to_string());
+        }
         self.status = 200;
         self.outcome = match response.get("status").and_then(Value::as_str) {
             Some("incomplete") => "incomplete",
@@ -245,6 +323,7 @@ impl AccessLog {
             token_details: (0, 0),
             open_stream: false,
             upstream_error: None,
+            trace: None,
         };
         let mut log = std::mem::replace(self, placeholder);
         log.status = 200;
@@ -313,6 +392,9 @@ impl Drop for AccessLog {
             error = self.error.as_deref(),
             "request"
         );
+        if let Some(trace) = self.trace.take() {
+            self.write_span(&trace);
+        }
         if let Some(metrics) = &self.metrics {
             if self.open_stream {
                 metrics.stream_open(-1);
@@ -342,9 +424,99 @@ impl Drop for AccessLog {
     }
 }
 
+/// The parts of a request body that are its prompt.
+#[derive(serde::Deserialize)]
+struct Prompt<'a> {
+    #[serde(borrow, alias = "messages")]
+    input: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, alias = "instructions")]
+    system: Option<&'a serde_json::value::RawValue>,
+}
+
+impl AccessLog {
+    /// Writes the request's span: GenAI semantic conventions where they
+    /// have a name, `llmproxy.*` for the rest. No error message (it can
+    /// quote the request) and no content unless opted in.
+    fn write_span(&self, trace: &Traced) {
+        let (operation, method, route) = match self.endpoint {
+            "responses" => ("chat", "POST", "/v1/responses"),
+            "chat" => ("chat", "POST", "/v1/chat/completions"),
+            "messages" => ("chat", "POST", "/v1/messages"),
+            "responses.retrieve" => ("retrieve_response", "GET", "/v1/responses/{id}"),
+            "responses.delete" => ("delete_response", "DELETE", "/v1/responses/{id}"),
+            "responses.input_items" => {
+                ("list_input_items", "GET", "/v1/responses/{id}/input_items")
+            }
+            other => (other, "GET", "/v1/models"),
+        };
+        let mut attributes: Vec<(&'static str, Attr)> = Vec::with_capacity(20);
+        let mut add = |name: &'static str, value: Attr| attributes.push((name, value));
+        add("gen_ai.operation.name", operation.into());
+        add("http.request.method", method.into());
+        add("http.route", route.into());
+        add("http.response.status_code", u64::from(self.status).into());
+        add("llmproxy.request_id", self.id.as_str().into());
+        add("llmproxy.outcome", self.outcome.into());
+        if let Some(model) = &self.model {
+            add("gen_ai.request.model", model.as_str().into());
+            add("llmproxy.stream", self.stream.into());
+        }
+        if let Some(provider) = &trace.provider {
+            add("gen_ai.provider.name", provider.as_str().into());
+        }
+        if let Some(model) = &trace.upstream_model {
+            add("gen_ai.response.model", model.as_str().into());
+        }
+        if let Some(backend) = &self.backend {
+            add("llmproxy.backend", backend.as_str().into());
+        }
+        if let Some(glob) = &self.glob {
+            add("llmproxy.route", glob.as_str().into());
+        }
+        if let Some((input, output)) = self.usage {
+            add("gen_ai.usage.input_tokens", input.into());
+            add("gen_ai.usage.output_tokens", output.into());
+            let (cached, reasoning) = self.token_details;
+            if cached > 0 {
+                add("gen_ai.usage.cache_read.input_tokens", cached.into());
+            }
+            if reasoning > 0 {
+                add("llmproxy.usage.reasoning_tokens", reasoning.into());
+            }
+        }
+        if let Some(status) = self.upstream_status {
+            add("llmproxy.upstream.status_code", u64::from(status).into());
+        }
+        if let Some(first) = self.first_token {
+            let us = u64::try_from(first.as_micros()).unwrap_or(u64::MAX);
+            add("llmproxy.time_to_first_token_us", us.into());
+        }
+        let failed = self.status >= 400 || matches!(self.outcome, "failed" | "error");
+        if failed {
+            let kind = self.upstream_error.map_or_else(
+                || {
+                    if self.status >= 400 {
+                        self.status.to_string()
+                    } else {
+                        self.outcome.to_string()
+                    }
+                },
+                str::to_string,
+            );
+            add("error.type", kind.into());
+        }
+        let name = match &self.model {
+            Some(model) => format!("{operation} {model}"),
+            None => operation.to_string(),
+        };
+        let error = self.status >= 500 || self.outcome == "failed";
+        trace.recorder.finish(name, attributes, error);
+    }
+}
+
 /// The class of an upstream failure, for the metrics; `None` for errors
 /// that are not the upstream's.
-fn upstream_class(error: &Error) -> Option<&'static str> {
+pub(crate) fn upstream_class(error: &Error) -> Option<&'static str> {
     Some(match error {
         Error::Upstream { status, .. } => crate::metrics::class(*status),
         Error::UpstreamUnreachable { .. } => "unreachable",

@@ -28,6 +28,8 @@ pub(crate) struct Backend {
     pub catalog: crate::catalog::Catalog,
     /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
     pub mints_item_ids: bool,
+    /// Who serves it, as traces name it (`gen_ai.provider.name`).
+    pub provider: String,
 }
 
 /// One translator of a backend, for the upstream models its glob matches.
@@ -207,6 +209,7 @@ impl<'a> Loader<'a> {
             self.runtime.metrics().clone(),
         )?);
         Ok(Backend {
+            provider: crate::telemetry::provider_name(&cfg.kind),
             name: cfg.name.clone(),
             models: cfg.models.clone(),
             parts: translators,

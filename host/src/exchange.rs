@@ -31,8 +31,9 @@ impl Proxy {
         log: &mut AccessLog,
     ) -> Result<Outcome, Error> {
         log.watch(self.cutoff.clone());
+        let trace = log.trace();
         let result = tokio::select! {
-            result = self.run(body, client, log) => result,
+            result = crate::telemetry::scope(trace, self.run(body, client, log)) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
         };
         let outcome = match result {
@@ -108,7 +109,8 @@ impl Proxy {
         let model = head.model.clone().unwrap_or_default();
         let streaming = head.streaming();
         let backend = self.route(&model)?;
-        log.routed(&model, &backend.name, self.glob(&model), streaming);
+        log.routed(&model, &backend, self.glob(&model), streaming);
+        log.prompt(&body);
         let plan = self
             .inner
             .conversations

@@ -150,12 +150,14 @@ mod server;
 mod signatures;
 mod store;
 mod stream;
+mod telemetry;
 mod translator;
 mod upstream;
 
 pub use config::{
-    AuthConfig, BackendConfig, BackendLimits, Config, ConfigError, KeySource, MediaConfig,
-    ResponsesConfig, ServerConfig, StateKeeper, StoreKind, TranslatorFile, TranslatorLimits,
+    AuthConfig, BackendConfig, BackendLimits, Config, ConfigError, HeaderSource, KeySource,
+    MediaConfig, ResponsesConfig, ServerConfig, StateKeeper, StoreKind, TelemetryConfig,
+    TranslatorFile, TranslatorLimits,
 };
 pub use credentials::Secret;
 #[cfg(feature = "server")]

@@ -485,6 +485,14 @@ async fn run(mut config: Config, cli: &Cli, started: Instant) -> anyhow::Result<
             }
         }
     }
+    // The spans of the last requests go out before the process does.
+    let flush = proxy.current();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), flush.flush_traces())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the OpenTelemetry collector took over 5 s; the last spans are lost");
+    }
     tracing::info!("shut down");
     Ok(())
 }

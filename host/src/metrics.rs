@@ -260,6 +260,7 @@ pub struct Metrics {
     store_operations: Counters,
     media_downloads: Counters,
     media_bytes: AtomicU64,
+    trace_spans: Counters,
 }
 
 impl Default for Metrics {
@@ -342,6 +343,11 @@ impl Metrics {
                 &["result"],
             ),
             media_bytes: AtomicU64::new(0),
+            trace_spans: Counters::new(
+                "llmproxy_trace_spans_total",
+                "Spans for the OTLP collector, by result (exported; dropped: the export queue was full; failed: the collector refused them or was unreachable).",
+                &["result"],
+            ),
         }
     }
 
@@ -416,6 +422,11 @@ impl Metrics {
         }
     }
 
+    /// `n` spans were exported, dropped or failed (`result`).
+    pub(crate) fn spans(&self, result: &str, n: u64) {
+        self.trace_spans.add(&[result], n);
+    }
+
     /// Everything, in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
@@ -465,6 +476,7 @@ impl Metrics {
             "llmproxy_media_download_bytes_total {}",
             self.media_bytes.load(Ordering::Relaxed)
         );
+        self.trace_spans.render(&mut out);
         out
     }
 }

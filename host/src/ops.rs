@@ -62,7 +62,7 @@ impl Proxy {
     /// bad request, an unknown model, an upstream error status) are `Err`.
     pub async fn create_response(&self, mut request: CreateResponse) -> Result<Response, Error> {
         request.stream = Some(false);
-        let mut log = self.access_log("responses", None);
+        let mut log = self.access_log("responses", None, None);
         match self
             .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
@@ -92,7 +92,7 @@ impl Proxy {
         mut request: CreateResponse,
     ) -> Result<ResponseStream, Error> {
         request.stream = Some(true);
-        let mut log = self.access_log("responses", None);
+        let mut log = self.access_log("responses", None, None);
         let events = match self
             .execute(to_bytes(&request)?, ClientApi::Responses, &mut log)
             .await
@@ -112,7 +112,7 @@ impl Proxy {
     ) -> Result<ChatCompletion, Error> {
         request.stream = None;
         request.stream_options = None;
-        let mut log = self.access_log("chat", None);
+        let mut log = self.access_log("chat", None, None);
         let answer = self
             .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
@@ -131,7 +131,7 @@ impl Proxy {
         mut request: ChatRequest,
     ) -> Result<ChatCompletionStream, Error> {
         request.stream = Some(true);
-        let mut log = self.access_log("chat", None);
+        let mut log = self.access_log("chat", None, None);
         let answer = self
             .chat(to_bytes(&request)?, &ChatHead::of(&request), &mut log)
             .await
@@ -154,7 +154,7 @@ impl Proxy {
     /// without HTTP. `request.stream` is ignored.
     pub async fn create_message(&self, mut request: MessagesRequest) -> Result<Message, Error> {
         request.stream = Some(false);
-        let mut log = self.access_log("messages", None);
+        let mut log = self.access_log("messages", None, None);
         let answer = self
             .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
@@ -173,7 +173,7 @@ impl Proxy {
         mut request: MessagesRequest,
     ) -> Result<MessageStream, Error> {
         request.stream = Some(true);
-        let mut log = self.access_log("messages", None);
+        let mut log = self.access_log("messages", None, None);
         let answer = self
             .messages(to_bytes(&request)?, &request, &[], &mut log)
             .await
@@ -261,7 +261,8 @@ impl Proxy {
             llmproxy_api::messages::request::messages_to_responses(request)?;
             backend.upstream.check_model(&upstream_model)?;
             let stream = request.stream.unwrap_or(false);
-            log.routed(&model, &backend.name, self.glob(&model), stream);
+            log.routed(&model, &backend, self.glob(&model), stream);
+            log.prompt(&body);
             log.watch(self.cutoff.clone());
             let cutoff = self.cutoff.clone();
             let call = passthrough::messages::Call {
@@ -272,8 +273,9 @@ impl Proxy {
                 betas,
                 media: &self.inner.media,
             };
+            let trace = log.trace();
             let result = tokio::select! {
-                result = passthrough::messages::send(backend, &route, call, (&mut *log, cutoff)) => result,
+                result = crate::telemetry::scope(trace, passthrough::messages::send(backend, &route, call, (&mut *log, cutoff))) => result,
                 () = self.cutoff.reached() => Err(Error::ShuttingDown),
             };
             return result.map_err(|e| {
@@ -452,16 +454,13 @@ impl Proxy {
             return chat_egress::from_canonical(outcome, &head.model, head.include_usage);
         };
         backend.upstream.check_model(&upstream_model)?;
-        log.routed(
-            &head.model,
-            &backend.name,
-            self.glob(&head.model),
-            head.stream,
-        );
+        log.routed(&head.model, &backend, self.glob(&head.model), head.stream);
+        log.prompt(&body);
         log.watch(self.cutoff.clone());
         let cutoff = self.cutoff.clone();
+        let trace = log.trace();
         let result = tokio::select! {
-            result = passthrough::chat::send(backend, &route, &self.inner.media, &body, head, &upstream_model, (&mut *log, cutoff)) => result,
+            result = crate::telemetry::scope(trace, passthrough::chat::send(backend, &route, &self.inner.media, &body, head, &upstream_model, (&mut *log, cutoff))) => result,
             () = self.cutoff.reached() => Err(Error::ShuttingDown),
         };
         result.map_err(|e| {

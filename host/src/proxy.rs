@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub metrics: Arc<Metrics>,
     /// `GET /metrics` on the main listener too (behind the client key).
     pub metrics_on_main: bool,
+    /// Traces (`[telemetry]`).
+    pub tracer: Option<Arc<crate::telemetry::Tracer>>,
     _runtime: Runtime,
 }
 
@@ -178,6 +180,16 @@ impl Proxy {
             metrics.clone(),
         )
         .map_err(|e| ConfigError::new(e.to_string()))?;
+        #[cfg(feature = "telemetry")]
+        let tracer = match &config.telemetry {
+            Some(t) => Some(Arc::new(crate::telemetry::Tracer::start(
+                t,
+                metrics.clone(),
+            )?)),
+            None => None,
+        };
+        #[cfg(not(feature = "telemetry"))]
+        let tracer = None;
         let routes = Routes::new(config.backends.iter().map(|b| b.models.as_slice()))
             .map_err(|e| ConfigError::new(format!("invalid model glob: {e}")))?;
         Ok(Proxy {
@@ -196,6 +208,7 @@ impl Proxy {
                 tap,
                 metrics,
                 metrics_on_main: config.server.metrics_on_main_listener,
+                tracer,
                 _runtime: runtime,
             }),
         })
@@ -207,12 +220,30 @@ impl Proxy {
         &self.inner.metrics
     }
 
-    /// The log record (and metrics) of a request to `endpoint`, under the
-    /// client's `x-request-id` when it gave a usable one.
-    pub(crate) fn access_log(&self, endpoint: &'static str, client_id: Option<&str>) -> AccessLog {
+    /// The log record (and metrics, and trace) of a request to `endpoint`,
+    /// under the client's `x-request-id` when it gave a usable one, traced
+    /// as a child of its `traceparent`.
+    pub(crate) fn access_log(
+        &self,
+        endpoint: &'static str,
+        client_id: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> AccessLog {
         let mut log = AccessLog::start(endpoint, client_id);
         log.meter(self.inner.metrics.clone());
+        if let Some(tracer) = &self.inner.tracer {
+            log.traced(tracer.begin(traceparent));
+        }
         log
+    }
+
+    /// Sends the spans waiting for the OpenTelemetry collector now, and
+    /// waits until they are sent (at shutdown; a no-op without
+    /// `[telemetry]`).
+    pub async fn flush_traces(&self) {
+        if let Some(tracer) = &self.inner.tracer {
+            tracer.flush().await;
+        }
     }
 
     /// The configured glob that routes `model` (`-` when none does).

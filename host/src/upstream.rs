@@ -239,12 +239,67 @@ impl Upstream {
 
     /// Sends a translated request: joins the path to the base URL, adds the
     /// static headers and the credentials, and waits for the response head
-    /// (bounded by the first-byte timeout and the total deadline).
+    /// (bounded by the first-byte timeout and the total deadline). In a
+    /// traced request, the call is a client span whose context goes
+    /// upstream as `traceparent`.
     pub(crate) async fn send(
         &self,
         translator: &str,
         request: UpstreamRequest,
         deadline: Instant,
+    ) -> Result<reqwest::Response, Error> {
+        use crate::telemetry::{Kind, Value};
+        let Some(trace) = crate::telemetry::current() else {
+            return self.send_as(translator, request, deadline, None).await;
+        };
+        let started = std::time::Instant::now();
+        let context = trace.child_parent();
+        let method = request.method.clone();
+        let result = self
+            .send_as(translator, request, deadline, Some(&context))
+            .await;
+        let mut attributes = vec![
+            ("http.request.method", Value::from(method.as_str())),
+            ("llmproxy.backend", self.backend.as_str().into()),
+        ];
+        if let Some(host) = self.base_url.host_str() {
+            attributes.push(("server.address", host.into()));
+        }
+        if let Some(port) = self.base_url.port_or_known_default() {
+            attributes.push(("server.port", u64::from(port).into()));
+        }
+        let error = match &result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                attributes.push(("http.response.status_code", u64::from(status).into()));
+                if status >= 400 {
+                    attributes.push(("error.type", status.to_string().into()));
+                }
+                status >= 400
+            }
+            Err(e) => {
+                let class = crate::access::upstream_class(e).unwrap_or("_OTHER");
+                attributes.push(("error.type", class.into()));
+                true
+            }
+        };
+        trace.child(
+            Some(context.span_id),
+            method,
+            Kind::Client,
+            started,
+            attributes,
+            error,
+        );
+        result
+    }
+
+    async fn send_as(
+        &self,
+        translator: &str,
+        request: UpstreamRequest,
+        deadline: Instant,
+        trace: Option<&crate::telemetry::TraceParent>,
     ) -> Result<reqwest::Response, Error> {
         let method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             self.translator_fault(
@@ -290,6 +345,11 @@ impl Upstream {
         }
         for (name, value) in &self.headers {
             headers.insert(name, value.clone());
+        }
+        if let Some(context) = trace
+            && let Ok(value) = HeaderValue::from_str(&context.header())
+        {
+            headers.insert(HeaderName::from_static("traceparent"), value);
         }
         let body = Bytes::from(request.body);
         let mut retried = 0;

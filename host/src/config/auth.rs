@@ -217,7 +217,7 @@ fn describe(source: &KeySource) -> String {
 }
 
 /// Reads a key, trimmed; an error says what to do when it is not there.
-fn read(at: &str, source: &KeySource) -> Result<String, ConfigError> {
+pub(crate) fn read(at: &str, source: &KeySource) -> Result<String, ConfigError> {
     let value = match source {
         KeySource::Env(var) => std::env::var(var).map_err(|_| {
             ConfigError::new(format!(

@@ -13,13 +13,15 @@
 mod auth;
 mod backend;
 mod server;
+mod telemetry;
 
-pub(crate) use auth::Auth;
+pub(crate) use auth::{Auth, read as read_secret};
 pub use auth::{AuthConfig, KeySource};
 use backend::vertex_kind;
 pub use backend::{BackendConfig, BackendLimits, StateKeeper, TranslatorFile};
 pub(crate) use backend::{KindDefaults, Timeouts};
 pub use server::{MediaConfig, ResponsesConfig, ServerConfig, StoreKind, TranslatorLimits};
+pub use telemetry::{HeaderSource, TelemetryConfig};
 
 use crate::credentials::Secret;
 use serde::Deserialize;
@@ -69,6 +71,9 @@ pub struct Config {
     /// Backends, in routing order: the first whose `models` match wins.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// OpenTelemetry traces (off when absent).
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 impl Config {
@@ -82,6 +87,12 @@ impl Config {
     /// `Authorization: Bearer <key>` (the in-process calls need none).
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.server.api_key = Some(Secret::new(key));
+        self
+    }
+
+    /// Sends OpenTelemetry traces as `telemetry` says (`[telemetry]`).
+    pub fn with_telemetry(mut self, telemetry: TelemetryConfig) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -142,6 +153,9 @@ impl Config {
                 "no backends configured: add a [[backends]] table (see llmproxy.example.toml) \
                  or run with --backend KIND",
             ));
+        }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.check()?;
         }
         let limits = &self.translators;
         check_limits(

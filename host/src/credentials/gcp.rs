@@ -462,7 +462,7 @@ struct TokenResponse {
 }
 
 /// The innermost cause of a transport error (no URL with secrets in it).
-fn cause(e: &reqwest::Error) -> String {
+pub(crate) fn cause(e: &reqwest::Error) -> String {
     let mut last = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

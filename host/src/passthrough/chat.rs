@@ -103,6 +103,11 @@ fn whole(body: &[u8], model: &str, log: &mut AccessLog, backend: &str) -> Result
     {
         usage.unwrap_or_default().log(log);
     }
+    if let Some(choices) = obj.get("choices")
+        && log.wants_completion()
+    {
+        log.completion(choices.get());
+    }
     if obj.get("model").is_some() {
         obj.set("model", model).map_err(bad)?;
     }

@@ -112,6 +112,11 @@ pub(crate) async fn send(
         })?;
     message.model = call.model.to_string();
     log_usage(log, &message.usage);
+    if log.wants_completion()
+        && let Ok(content) = serde_json::to_string(&message.content)
+    {
+        log.completion(&content);
+    }
     let body = if call.stream {
         // A whole answer to a streaming request: sent as a stream.
         MessagesBody::Stream(futures_util::stream::iter(message_events(&message)).boxed())

@@ -285,8 +285,8 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
 
 /// The log record of a request, with the client's `x-request-id` if usable.
 fn access_log(proxy: &Proxy, endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
-    let client_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    proxy.access_log(endpoint, client_id)
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    proxy.access_log(endpoint, text("x-request-id"), text("traceparent"))
 }
 
 /// The client's response for what an endpoint produced, with the log told

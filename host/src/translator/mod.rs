@@ -681,11 +681,29 @@ impl Instance {
         }
     }
 
-    /// Counts a call's time (started at `started`).
-    fn timed(&self, call: &str, started: std::time::Instant) {
+    /// Counts a call's time (started at `started`), and records it as a
+    /// span of a traced request.
+    fn timed(&self, call: &'static str, started: std::time::Instant) {
         self.translator
             .metrics
             .translator_call(&self.translator.name, call, started.elapsed());
+        if let Some(trace) = crate::telemetry::current() {
+            use crate::telemetry::Value;
+            trace.child(
+                None,
+                format!("translator {call}"),
+                crate::telemetry::Kind::Internal,
+                started,
+                vec![
+                    (
+                        "llmproxy.translator",
+                        Value::from(self.translator.name.as_str()),
+                    ),
+                    ("llmproxy.translator.call", Value::from(call)),
+                ],
+                false,
+            );
+        }
     }
 
     /// A trap or limit hit: the instance is discarded.

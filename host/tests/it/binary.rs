@@ -764,7 +764,7 @@ fn config_file(name: &str, toml: &str) -> std::path::PathBuf {
 }
 
 /// Sends `signal` to the proxy and waits for it to exit: (exit code, time).
-fn stop(proxy: &mut Running, signal: &str) -> (Option<i32>, Duration) {
+pub(crate) fn stop(proxy: &mut Running, signal: &str) -> (Option<i32>, Duration) {
     let pid = proxy.child.id().to_string();
     let status = Command::new("kill").args([signal, &pid]).status().unwrap();
     assert!(status.success());

@@ -22,4 +22,5 @@ mod sandbox;
 mod security;
 mod spec;
 mod support;
+mod tracing;
 mod vertex;
