@@ -423,6 +423,7 @@ impl Metrics {
     }
 
     /// `n` spans were exported, dropped or failed (`result`).
+    #[cfg_attr(not(feature = "telemetry"), allow(dead_code))]
     pub(crate) fn spans(&self, result: &str, n: u64) {
         self.trace_spans.add(&[result], n);
     }

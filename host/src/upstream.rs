@@ -43,6 +43,9 @@ fn is_host_owned_header(name: &HeaderName) -> bool {
             | "upgrade"
             | "host"
             | "content-length"
+            // Trace context is the host's (with `[telemetry]`).
+            | "traceparent"
+            | "tracestate"
     )
 }
 

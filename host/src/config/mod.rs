@@ -15,7 +15,9 @@ mod backend;
 mod server;
 mod telemetry;
 
-pub(crate) use auth::{Auth, read as read_secret};
+pub(crate) use auth::Auth;
+#[cfg(feature = "telemetry")]
+pub(crate) use auth::read as read_secret;
 pub use auth::{AuthConfig, KeySource};
 use backend::vertex_kind;
 pub use backend::{BackendConfig, BackendLimits, StateKeeper, TranslatorFile};

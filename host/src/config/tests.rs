@@ -212,3 +212,43 @@ fn google_auth_forms_and_vertex_defaults() {
     ));
     assert!(e.contains("cannot be combined"), "{e}");
 }
+
+#[cfg(feature = "telemetry")]
+#[test]
+fn telemetry_is_checked_when_it_loads() {
+    let with = |table: &str| Config::from_toml(&format!("[telemetry]\n{table}\n{GOOD}"));
+    let c = with("otlp_endpoint = \"http://127.0.0.1:4318\"").unwrap();
+    let t = c.telemetry.unwrap();
+    assert_eq!(
+        (t.service_name.as_str(), t.sampling_ratio),
+        ("llmproxy", 1.0)
+    );
+    assert!(!t.capture_content);
+    for (table, says) in [
+        ("otlp_endpoint = \"grpc://c:4317\"", "http:// or https://"),
+        (
+            "otlp_endpoint = \"http://u:p@c:4318\"",
+            "must not carry credentials",
+        ),
+        (
+            "otlp_endpoint = \"http://c\"\nsampling_ratio = 1.5",
+            "between 0 and 1",
+        ),
+        (
+            "otlp_endpoint = \"http://c\"\nheaders = { k = { env = \"A\", file = \"b\" } }",
+            "exactly one of",
+        ),
+        (
+            "otlp_endpoint = \"http://c\"\nheaders = { k = \"inline\" }",
+            "headers",
+        ),
+        (
+            "otlp_endpoint = \"http://c\"\nexport_interval_ms = 0",
+            "export_interval_ms",
+        ),
+        ("otlp = \"http://c\"", "unknown field"),
+    ] {
+        let e = with(table).unwrap_err().to_string();
+        assert!(e.contains(says), "{table}: {e}");
+    }
+}

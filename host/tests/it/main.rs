@@ -22,5 +22,6 @@ mod sandbox;
 mod security;
 mod spec;
 mod support;
+#[cfg(feature = "telemetry")]
 mod tracing;
 mod vertex;

@@ -255,10 +255,17 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
     assert!(status >= 500, "{status}");
     // 5. A malformed traceparent (uppercase hex) starts a new trace.
     let bad = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
-    assert_eq!(post("/v1/chat/completions", chat, Some(bad)).await, 200);
+    assert_eq!(
+        post("/v1/chat/completions", chat.clone(), Some(bad)).await,
+        200
+    );
+    // 6. A stream (the fake's own answer): its span ends with the stream.
+    let mut streamed = chat;
+    streamed["stream"] = json!(true);
+    assert_eq!(post("/v1/chat/completions", streamed, None).await, 200);
 
     let received = up.received();
-    assert_eq!(received.len(), 5);
+    assert_eq!(received.len(), 6);
     let upstream_tp: Vec<String> = received
         .iter()
         .map(|r| r.headers["traceparent"].to_str().unwrap().to_string())
@@ -284,7 +291,7 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
         .iter()
         .filter(|s| s.kind() == "SPAN_KIND_SERVER")
         .collect();
-    assert_eq!(server.len(), 4, "one span per sampled request: {spans:#?}");
+    assert_eq!(server.len(), 5, "one span per sampled request: {spans:#?}");
     let first = server
         .iter()
         .find(|s| s.trace_id() == TRACE)
@@ -362,6 +369,16 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
     );
     assert!(!upstream_tp[4].contains(&TRACE.to_uppercase()));
 
+    let stream = server
+        .iter()
+        .find(|s| s.attr("llmproxy.stream").as_deref() == Some("true"))
+        .unwrap();
+    assert_eq!(
+        stream.attr("llmproxy.outcome").as_deref(),
+        Some("completed")
+    );
+    assert!(stream.attr("llmproxy.time_to_first_token_us").is_some());
+
     // No secret in any form, and no prompt or completion text.
     let raw = collector.raw();
     let text = String::from_utf8_lossy(&raw);
@@ -434,6 +451,15 @@ async fn prompts_and_completions_are_recorded_only_when_the_operator_opts_in() {
         assert!(input.contains(PROMPT), "{input}");
         assert!(output.contains(COMPLETION), "{output}");
     }
+    // The exporter's own counter.
+    let metrics = proxy.metrics().render();
+    assert!(
+        metrics.contains(&format!(
+            "llmproxy_trace_spans_total{{result=\"exported\"}} {}",
+            spans.len()
+        )),
+        "{metrics}"
+    );
     // Secrets stay out even so.
     let text = String::from_utf8_lossy(&collector.raw()).to_string();
     assert!(!text.contains(UPSTREAM_KEY) && !text.contains(COLLECTOR_KEY));
