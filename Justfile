@@ -46,6 +46,11 @@ soak secs="600" rate="300":
 bench-micro:
     cargo bench -p llmproxy --features internals --bench startup --bench translator --bench micro
 
+# Rebuild the bundled translators from plugins/ into host/translators/*.wasm
+# (commit the result; .ci/run fails when they differ from a fresh build).
+translators:
+    bash .ci/translators
+
 # Build the example translators (examples/) the way .ci/run does.
 examples:
     cargo build --release --target wasm32-wasip2 --locked --manifest-path examples/translator-template/Cargo.toml --target-dir target/examples

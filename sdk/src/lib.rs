@@ -36,7 +36,7 @@ pub use llmproxy_api as api;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "translator-component",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_component",
         default_bindings_module: "::llmproxy_sdk::bindings",

@@ -34,7 +34,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 mod bindings {
     wasmtime::component::bindgen!({
         world: "translator-component",
-        path: "../wit",
+        path: "wit",
         exports: { default: async },
     });
 }

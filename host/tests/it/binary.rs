@@ -646,7 +646,7 @@ async fn sighup_and_file_changes_reload_the_config_and_bad_ones_are_refused() {
     let dir = std::env::temp_dir().join(format!("llmproxy-it-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A pinned translator file, loaded relative to the config.
-    let hostile = std::fs::read(env!("LLMPROXY_TEST_HOSTILE_WASM")).unwrap();
+    let hostile = std::fs::read(hostile_wasm()).unwrap();
     std::fs::write(dir.join("mine.wasm"), &hostile).unwrap();
     let pinned = format!(
         "[[backends]]\nname = \"pinned\"\ntranslator = {{ path = \"mine.wasm\", sha256 = \"{}\" }}\nbase_url = \"{}\"\nmodels = [\"p*\"]\n\n",

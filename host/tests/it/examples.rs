@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 /// target directory; `None` (test skipped) outside CI when not built.
 fn example(file: &str) -> Option<PathBuf> {
     built(
-        PathBuf::from(env!("LLMPROXY_TEST_EXAMPLES_DIR")).join(file),
+        target_dir().join("examples").join(file),
         "see .ci/run or `just examples`",
     )
 }

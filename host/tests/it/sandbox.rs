@@ -6,8 +6,6 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const HOSTILE: &str = env!("LLMPROXY_TEST_HOSTILE_WASM");
-
 fn sha256(path: &str) -> String {
     sha256_hex(&std::fs::read(path).unwrap())
 }
@@ -39,7 +37,7 @@ async fn a_translator_file_serves_requests_with_its_checksum_pinned() {
     std::fs::write(&key, "sk-mine\n").unwrap();
     let toml = format!(
         "[[backends]]\nname = \"mine\"\ntranslator = {{ path = {HOSTILE:?}, sha256 = \"{}\" }}\nbase_url = \"{}\"\nmodels = [\"*\"]\nauth = {{ bearer_file = {key:?} }}\n",
-        sha256(HOSTILE).to_uppercase(),
+        sha256(hostile_wasm()).to_uppercase(),
         up.base_url
     );
     let proxy = TestProxy::start(&toml).await;
@@ -75,7 +73,7 @@ async fn bad_translator_files_are_refused_at_startup() {
     ))
     .await;
     assert!(
-        e.contains(&format!("its SHA-256 is {}", sha256(HOSTILE)))
+        e.contains(&format!("its SHA-256 is {}", sha256(hostile_wasm())))
             && e.contains("the config pins 0000"),
         "{e}"
     );

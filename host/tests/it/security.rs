@@ -6,8 +6,6 @@ use crate::fake_vertex::{FakeVertex, LOCATION, PROJECT};
 use crate::support::*;
 use serde_json::{Value, json};
 
-const HOSTILE: &str = env!("LLMPROXY_TEST_HOSTILE_WASM");
-
 /// A Vertex backend serving `gemini-*` and `claude-*` only, as an operator
 /// would configure it.
 fn vertex_config(fake: &FakeVertex) -> String {

@@ -272,6 +272,59 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The workspace's target directory (`CARGO_TARGET_DIR` when set).
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The misbehaving test translator (`host/tests/translators/hostile`),
+/// built with the bundled ones by `.ci/translators` on first use (a no-op
+/// when they are built already).
+pub fn hostile_wasm() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut build = std::process::Command::new("bash");
+        build.arg(root.join(".ci/translators")).arg("--build-only");
+        // The outer build's flags and wrappers stay out of the Wasm build.
+        for var in [
+            "CARGO_BUILD_TARGET",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_LLVM_COV",
+            "LLVM_PROFILE_FILE",
+        ] {
+            build.env_remove(var);
+        }
+        let out = build.output().expect("bash runs .ci/translators");
+        assert!(
+            out.status.success(),
+            "building the hostile test translator failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target_dir()
+            .join("translators/wasm32-wasip2/release/llmproxy_test_hostile.wasm")
+            .display()
+            .to_string()
+    })
+}
+
+/// Prints as the hostile test translator's path (`{HOSTILE:?}` in a
+/// config), building it first.
+pub struct Hostile;
+pub const HOSTILE: Hostile = Hostile;
+
+impl std::fmt::Debug for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(hostile_wasm(), f)
+    }
+}
+
 /// `path` when it was built; `None` (test skipped) outside CI, where
 /// `how` says how to build it. CI (`CI` set) must have built it.
 pub fn built(path: std::path::PathBuf, how: &str) -> Option<std::path::PathBuf> {
