@@ -115,6 +115,7 @@ impl Exporter {
             resource,
             metrics: metrics.clone(),
             buffer: Vec::new(),
+            warned: None,
         };
         tokio::spawn(task.run(Duration::from_millis(config.export_interval_ms)));
         Ok(Exporter { tx, metrics })
@@ -147,9 +148,22 @@ struct Task {
     resource: Vec<u8>,
     metrics: Arc<Metrics>,
     buffer: Vec<SpanData>,
+    /// When a failed export was last logged (at most one line a minute;
+    /// the metrics count every one).
+    warned: Option<std::time::Instant>,
 }
 
 impl Task {
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            self.warned = Some(std::time::Instant::now());
+            tracing::warn!("{what} (logged at most once a minute; see llmproxy_trace_spans_total)");
+        }
+    }
+
     async fn run(mut self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -197,19 +211,19 @@ impl Task {
                 }
                 Ok(response) => {
                     self.metrics.spans("failed", n);
-                    tracing::warn!(
-                        "the OTLP collector at {} refused {n} spans: HTTP {}",
-                        self.url,
+                    let url = self.url.clone();
+                    self.warn(format_args!(
+                        "the OTLP collector at {url} refused {n} spans: HTTP {}",
                         response.status().as_u16()
-                    );
+                    ));
                 }
                 Err(e) => {
                     self.metrics.spans("failed", n);
-                    tracing::warn!(
-                        "cannot send {n} spans to the OTLP collector at {}: {}",
-                        self.url,
-                        crate::redact::redact_owned(crate::credentials::gcp::cause(&e))
-                    );
+                    let url = self.url.clone();
+                    let cause = crate::redact::redact_owned(crate::credentials::gcp::cause(&e));
+                    self.warn(format_args!(
+                        "cannot send {n} spans to the OTLP collector at {url}: {cause}"
+                    ));
                 }
             }
         }

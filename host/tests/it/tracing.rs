@@ -464,3 +464,53 @@ async fn prompts_and_completions_are_recorded_only_when_the_operator_opts_in() {
     let text = String::from_utf8_lossy(&collector.raw()).to_string();
     assert!(!text.contains(UPSTREAM_KEY) && !text.contains(COLLECTOR_KEY));
 }
+
+#[tokio::test]
+async fn a_collector_that_hangs_or_is_gone_never_holds_a_request() {
+    let up = FakeUpstream::start().await;
+    // A collector that accepts and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+    // And one that is not there at all.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    for (collector, flush) in [(hanging_url, false), (gone_url, true)] {
+        let toml = format!(
+            "[telemetry]\notlp_endpoint = \"{collector}\"\nexport_interval_ms = 10\n\n\
+             [[backends]]\nname = \"chat\"\nkind = \"openai\"\nbase_url = \"{}\"\nauth = \"none\"\nmodels = [\"gpt-*\"]\n",
+            up.base_url
+        );
+        let proxy = llmproxy::Proxy::from_toml(&toml).await.unwrap();
+        for _ in 0..20 {
+            let request = serde_json::from_value(
+                json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                proxy.create_chat_completion(request),
+            )
+            .await
+            .expect("the request is not held by the collector")
+            .unwrap();
+        }
+        if flush {
+            proxy.flush_traces().await;
+            let metrics = proxy.metrics().render();
+            let failed = metrics
+                .lines()
+                .find(|l| l.starts_with("llmproxy_trace_spans_total{result=\"failed\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            // Each request: its span and the upstream call's.
+            assert_eq!(failed, Some(40), "{metrics}");
+        }
+    }
+}
