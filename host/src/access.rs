@@ -191,7 +191,7 @@ impl AccessLog {
         self.glob = Some(glob.to_string());
         self.stream = stream;
         if let Some(t) = &mut self.trace {
-            t.provider = Some(backend.provider.clone());
+            t.provider.clone_from(&backend.provider);
             t.upstream_model = Some(backend.upstream_model(model));
         }
     }
@@ -464,7 +464,9 @@ impl AccessLog {
         if let Some(provider) = &trace.provider {
             add("gen_ai.provider.name", provider.as_str().into());
         }
-        if let Some(model) = &trace.upstream_model {
+        if let Some(model) = &trace.upstream_model
+            && self.status < 400
+        {
             add("gen_ai.response.model", model.as_str().into());
         }
         if let Some(backend) = &self.backend {
@@ -491,19 +493,13 @@ impl AccessLog {
             let us = u64::try_from(first.as_micros()).unwrap_or(u64::MAX);
             add("llmproxy.time_to_first_token_us", us.into());
         }
-        let failed = self.status >= 400 || matches!(self.outcome, "failed" | "error");
-        if failed {
-            let kind = self.upstream_error.map_or_else(
-                || {
-                    if self.status >= 400 {
-                        self.status.to_string()
-                    } else {
-                        self.outcome.to_string()
-                    }
-                },
-                str::to_string,
-            );
-            add("error.type", kind.into());
+        if self.status >= 400 {
+            add("error.type", self.status.to_string().into());
+        } else if matches!(self.outcome, "failed" | "error") {
+            add("error.type", self.outcome.into());
+        }
+        if let Some(class) = self.upstream_error {
+            add("llmproxy.upstream.error", class.into());
         }
         let name = match &self.model {
             Some(model) => format!("{operation} {model}"),

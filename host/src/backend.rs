@@ -29,7 +29,7 @@ pub(crate) struct Backend {
     /// Its items can be referenced by id (see `BackendConfig::mints_item_ids`).
     pub mints_item_ids: bool,
     /// Who serves it, as traces name it (`gen_ai.provider.name`).
-    pub provider: String,
+    pub provider: Option<String>,
 }
 
 /// One translator of a backend, for the upstream models its glob matches.

@@ -222,17 +222,17 @@ impl Proxy {
 
     /// The log record (and metrics, and trace) of a request to `endpoint`,
     /// under the client's `x-request-id` when it gave a usable one, traced
-    /// as a child of its `traceparent`.
+    /// as a child of the `traceparent` in its `headers`.
     pub(crate) fn access_log(
         &self,
         endpoint: &'static str,
         client_id: Option<&str>,
-        traceparent: Option<&str>,
+        headers: Option<&http::HeaderMap>,
     ) -> AccessLog {
         let mut log = AccessLog::start(endpoint, client_id);
         log.meter(self.inner.metrics.clone());
         if let Some(tracer) = &self.inner.tracer {
-            log.traced(tracer.begin(traceparent));
+            log.traced(tracer.begin(headers));
         }
         log
     }

@@ -49,6 +49,97 @@ fn is_host_owned_header(name: &HeaderName) -> bool {
     )
 }
 
+/// The client span of one upstream call in a traced request, recorded when
+/// dropped: with the answer's status, or as `cancelled` when the request
+/// was dropped before the upstream answered (its `traceparent` was sent).
+struct UpstreamSpan {
+    trace: std::sync::Arc<crate::telemetry::Recorder>,
+    context: crate::telemetry::TraceParent,
+    started: std::time::Instant,
+    method: &'static str,
+    attributes: Vec<(&'static str, crate::telemetry::Value)>,
+    error: Option<String>,
+}
+
+impl UpstreamSpan {
+    fn start(
+        trace: std::sync::Arc<crate::telemetry::Recorder>,
+        method: &str,
+        upstream: &Upstream,
+    ) -> UpstreamSpan {
+        use crate::telemetry::Value;
+        // The semantic conventions' known methods; a translator's odd one
+        // is not echoed.
+        let method = match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "_OTHER",
+        };
+        let mut attributes = vec![
+            ("http.request.method", Value::from(method)),
+            ("llmproxy.backend", upstream.backend.as_str().into()),
+        ];
+        if let Some(host) = upstream.base_url.host_str() {
+            attributes.push(("server.address", host.into()));
+        }
+        if let Some(port) = upstream.base_url.port_or_known_default() {
+            attributes.push(("server.port", u64::from(port).into()));
+        }
+        UpstreamSpan {
+            context: trace.child_parent(),
+            trace,
+            started: std::time::Instant::now(),
+            method,
+            attributes,
+            error: Some("cancelled".into()),
+        }
+    }
+
+    fn ended(&mut self, result: &Result<reqwest::Response, Error>) {
+        self.error = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                self.attributes
+                    .push(("http.response.status_code", u64::from(status).into()));
+                (status >= 400).then(|| status.to_string())
+            }
+            Err(e) => Some(
+                crate::access::upstream_class(e)
+                    .unwrap_or("_OTHER")
+                    .to_string(),
+            ),
+        };
+    }
+}
+
+impl Drop for UpstreamSpan {
+    fn drop(&mut self) {
+        let error = self.error.take();
+        let mut attributes = std::mem::take(&mut self.attributes);
+        if let Some(kind) = &error {
+            attributes.push(("error.type", kind.clone().into()));
+        }
+        let name = if self.method == "_OTHER" {
+            "HTTP"
+        } else {
+            self.method
+        };
+        self.trace.child(
+            Some(self.context.span_id),
+            name.to_string(),
+            crate::telemetry::Kind::Client,
+            self.started,
+            attributes,
+            error.is_some(),
+        );
+    }
+}
+
 /// Why an attempt may be worth repeating.
 enum Failure {
     /// Connecting or sending failed.
@@ -251,49 +342,14 @@ impl Upstream {
         request: UpstreamRequest,
         deadline: Instant,
     ) -> Result<reqwest::Response, Error> {
-        use crate::telemetry::{Kind, Value};
         let Some(trace) = crate::telemetry::current() else {
             return self.send_as(translator, request, deadline, None).await;
         };
-        let started = std::time::Instant::now();
-        let context = trace.child_parent();
-        let method = request.method.clone();
+        let mut span = UpstreamSpan::start(trace, &request.method, self);
         let result = self
-            .send_as(translator, request, deadline, Some(&context))
+            .send_as(translator, request, deadline, Some(&span.context))
             .await;
-        let mut attributes = vec![
-            ("http.request.method", Value::from(method.as_str())),
-            ("llmproxy.backend", self.backend.as_str().into()),
-        ];
-        if let Some(host) = self.base_url.host_str() {
-            attributes.push(("server.address", host.into()));
-        }
-        if let Some(port) = self.base_url.port_or_known_default() {
-            attributes.push(("server.port", u64::from(port).into()));
-        }
-        let error = match &result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                attributes.push(("http.response.status_code", u64::from(status).into()));
-                if status >= 400 {
-                    attributes.push(("error.type", status.to_string().into()));
-                }
-                status >= 400
-            }
-            Err(e) => {
-                let class = crate::access::upstream_class(e).unwrap_or("_OTHER");
-                attributes.push(("error.type", class.into()));
-                true
-            }
-        };
-        trace.child(
-            Some(context.span_id),
-            method,
-            Kind::Client,
-            started,
-            attributes,
-            error,
-        );
+        span.ended(&result);
         result
     }
 
@@ -353,6 +409,11 @@ impl Upstream {
             && let Ok(value) = HeaderValue::from_str(&context.header())
         {
             headers.insert(HeaderName::from_static("traceparent"), value);
+            if let Some(state) = crate::telemetry::current().and_then(|t| t.tracestate())
+                && let Ok(value) = HeaderValue::from_str(&state)
+            {
+                headers.insert(HeaderName::from_static("tracestate"), value);
+            }
         }
         let body = Bytes::from(request.body);
         let mut retried = 0;

@@ -216,7 +216,13 @@ async fn authenticate(State(proxy): State<Proxy>, request: Request, next: Next) 
                 _ if is_messages(path) => "messages",
                 _ => "models",
             };
-            let mut log = access_log(&proxy, endpoint, request.headers());
+            // Without the key, a client's trace context is not taken: it
+            // could force every such request into the exported traces.
+            let client_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok());
+            let mut log = proxy.access_log(endpoint, client_id, None);
             let error = Error::Unauthorized(message.into());
             log.failed(&error);
             let response = if endpoint == "messages" {
@@ -285,8 +291,8 @@ pub(crate) async fn read_body(proxy: &Proxy, request: Request) -> Result<Bytes, 
 
 /// The log record of a request, with the client's `x-request-id` if usable.
 fn access_log(proxy: &Proxy, endpoint: &'static str, headers: &http::HeaderMap) -> AccessLog {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    proxy.access_log(endpoint, text("x-request-id"), text("traceparent"))
+    let client_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    proxy.access_log(endpoint, client_id, Some(headers))
 }
 
 /// The client's response for what an endpoint produced, with the log told

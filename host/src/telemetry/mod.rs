@@ -135,6 +135,12 @@ impl TraceParent {
     }
 }
 
+/// A `tracestate` worth passing on: printable ASCII, at most 512
+/// characters (what the W3C spec asks a vendor to keep at least).
+fn acceptable_tracestate(state: &str) -> bool {
+    !state.is_empty() && state.len() <= 512 && state.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 fn decode_hex(text: &str, out: &mut [u8]) -> Option<()> {
     if text.len() != out.len() * 2 {
         return None;
@@ -171,12 +177,13 @@ fn random<const N: usize>() -> [u8; N] {
     }
 }
 
-/// The semantic conventions' `gen_ai.provider.name` for a backend kind.
-pub(crate) fn provider_name(kind: &str) -> String {
+/// The semantic conventions' `gen_ai.provider.name` for a backend kind
+/// (the kind itself where they name none; `None` for a translator file).
+pub(crate) fn provider_name(kind: &str) -> Option<String> {
     match kind {
-        "openai" => "openai".into(),
-        "vertex-gemini" | "vertex-claude" => "gcp.vertex_ai".into(),
-        other => other.into(),
+        "" => None,
+        "gcp-vertex" => Some("gcp.vertex_ai".into()),
+        other => Some(other.into()),
     }
 }
 
@@ -213,9 +220,19 @@ impl Tracer {
     }
 
     /// The recorder of a new request, a child of the client's `traceparent`
-    /// when it sent a valid one.
-    pub(crate) fn begin(self: &Arc<Self>, traceparent: Option<&str>) -> Arc<Recorder> {
-        let parent = traceparent.and_then(TraceParent::parse);
+    /// (in `headers`) when it sent a valid one, whose `tracestate` then goes
+    /// on upstream.
+    pub(crate) fn begin(self: &Arc<Self>, headers: Option<&http::HeaderMap>) -> Arc<Recorder> {
+        let header = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .and_then(|v| v.to_str().ok())
+        };
+        let parent = header("traceparent").and_then(TraceParent::parse);
+        let tracestate = parent
+            .and(header("tracestate"))
+            .filter(|s| acceptable_tracestate(s))
+            .map(str::to_string);
         let trace_id = parent.map_or_else(random::<16>, |p| p.trace_id);
         let sampled = match parent {
             Some(p) => p.sampled,
@@ -238,6 +255,7 @@ impl Tracer {
             trace_id,
             span_id: random::<8>(),
             parent: parent.map(|p| p.span_id),
+            tracestate,
             sampled,
             wall: SystemTime::now(),
             started: Instant::now(),
@@ -270,6 +288,8 @@ pub(crate) struct Recorder {
     trace_id: [u8; 16],
     span_id: [u8; 8],
     parent: Option<[u8; 8]>,
+    /// The caller's `tracestate`, passed on upstream.
+    tracestate: Option<String>,
     sampled: bool,
     wall: SystemTime,
     started: Instant,
@@ -287,6 +307,11 @@ impl Recorder {
             .unwrap_or_default();
         let offset = at.saturating_duration_since(self.started);
         u64::try_from((base + offset).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The caller's `tracestate`, to send upstream with the `traceparent`.
+    pub(crate) fn tracestate(&self) -> Option<String> {
+        self.tracestate.clone()
     }
 
     /// A new span id for a child, and the `traceparent` that names it.
@@ -416,6 +441,24 @@ pub(crate) fn current() -> Option<Arc<Recorder>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bundled_kind_names_its_provider() {
+        for kind in crate::kinds::kinds() {
+            let name = provider_name(kind).unwrap_or_default();
+            assert!(!name.is_empty(), "{kind}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'),
+                "{kind}: {name}"
+            );
+        }
+        assert_eq!(
+            provider_name("gcp-vertex").as_deref(),
+            Some("gcp.vertex_ai")
+        );
+        assert_eq!(provider_name(""), None);
+    }
 
     #[test]
     fn traceparents_are_read_as_the_w3c_spec_says() {

@@ -25,6 +25,10 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 1024;
 /// The most spans sent in one export.
 const BATCH: usize = 512;
+/// About the most bytes sent in one export (spans carrying content are
+/// large; collectors refuse big bodies - the OpenTelemetry Collector's
+/// default limit is 20 MiB).
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -109,6 +113,11 @@ impl Exporter {
         let task = Task {
             rx,
             client,
+            shown: {
+                let mut shown = url.clone();
+                shown.set_query(None);
+                shown.to_string()
+            },
             url,
             headers,
             _secrets: secrets,
@@ -129,7 +138,9 @@ impl Exporter {
         }
     }
 
-    /// Exports what is queued now, and waits until it is sent (or failed).
+    /// Exports what is queued now, and waits until it is sent or failed:
+    /// each batch is bounded by the export timeout (and one retry), not the
+    /// whole; callers that must not wait long bound it themselves.
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).await.is_ok() {
@@ -142,6 +153,8 @@ struct Task {
     rx: mpsc::Receiver<Message>,
     client: reqwest::Client,
     url: reqwest::Url,
+    /// The URL as logged: without a query, which may hold a key.
+    shown: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     _secrets: Vec<Secret>,
     /// The encoded `Resource` message (service name and version).
@@ -193,25 +206,33 @@ impl Task {
     /// Exports the buffered spans, in batches.
     async fn send(&mut self) {
         while !self.buffer.is_empty() {
-            let take = self.buffer.len().min(BATCH);
-            let batch: Vec<SpanData> = self.buffer.drain(..take).collect();
-            let body = encode(&self.resource, &batch);
-            let mut request = self
-                .client
-                .post(self.url.clone())
-                .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                .body(Bytes::from(body));
-            for (name, value) in &self.headers {
-                request = request.header(name, value.clone());
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < self.buffer.len().min(BATCH) && (take == 0 || bytes < BATCH_BYTES) {
+                bytes += approximate_size(&self.buffer[take]);
+                take += 1;
             }
+            let batch: Vec<SpanData> = self.buffer.drain(..take).collect();
+            let body = Bytes::from(encode(&self.resource, &batch));
             let n = batch.len() as u64;
-            match request.send().await {
+            let mut answer = self.post(body.clone()).await;
+            // Once more after a pause when the collector says so (OTLP's
+            // retryable answers) or could not be reached.
+            let retryable = match &answer {
+                Ok(response) => matches!(response.status().as_u16(), 429 | 502 | 503 | 504),
+                Err(_) => true,
+            };
+            if retryable {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                answer = self.post(body).await;
+            }
+            match answer {
                 Ok(response) if response.status().is_success() => {
                     self.metrics.spans("exported", n);
                 }
                 Ok(response) => {
                     self.metrics.spans("failed", n);
-                    let url = self.url.clone();
+                    let url = self.shown.clone();
                     self.warn(format_args!(
                         "the OTLP collector at {url} refused {n} spans: HTTP {}",
                         response.status().as_u16()
@@ -219,7 +240,7 @@ impl Task {
                 }
                 Err(e) => {
                     self.metrics.spans("failed", n);
-                    let url = self.url.clone();
+                    let url = self.shown.clone();
                     let cause = crate::redact::redact_owned(crate::credentials::gcp::cause(&e));
                     self.warn(format_args!(
                         "cannot send {n} spans to the OTLP collector at {url}: {cause}"
@@ -228,6 +249,34 @@ impl Task {
             }
         }
     }
+}
+
+impl Task {
+    async fn post(&self, body: Bytes) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body);
+        for (name, value) in &self.headers {
+            request = request.header(name, value.clone());
+        }
+        request.send().await
+    }
+}
+
+/// About the bytes a span takes encoded.
+fn approximate_size(span: &SpanData) -> usize {
+    let value = |v: &Value| match v {
+        Value::Str(s) => s.len(),
+        Value::Int(_) | Value::Bool(_) => 10,
+    };
+    64 + span.name.len()
+        + span
+            .attributes
+            .iter()
+            .map(|(k, v)| 8 + k.len() + value(v))
+            .sum::<usize>()
 }
 
 // Protobuf wire format: a field's key is (number << 3) | wire type.
@@ -287,6 +336,7 @@ fn resource(service_name: &str) -> Vec<u8> {
         ("service.version", env!("CARGO_PKG_VERSION")),
         ("telemetry.sdk.name", "llmproxy"),
         ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
     ] {
         attribute(&mut out, 1, name, &Value::from(value));
     }

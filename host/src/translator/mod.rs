@@ -682,8 +682,8 @@ impl Instance {
     }
 
     /// Counts a call's time (started at `started`), and records it as a
-    /// span of a traced request.
-    fn timed(&self, call: &'static str, started: std::time::Instant) {
+    /// span of a traced request (an error when it `trapped`).
+    fn timed(&self, call: &'static str, started: std::time::Instant, trapped: bool) {
         self.translator
             .metrics
             .translator_call(&self.translator.name, call, started.elapsed());
@@ -701,7 +701,7 @@ impl Instance {
                     ),
                     ("llmproxy.translator.call", Value::from(call)),
                 ],
-                false,
+                trapped,
             );
         }
     }
@@ -724,7 +724,7 @@ impl Instance {
         let live = self.live()?;
         let guest = live.bindings.llmproxy_translator_translator();
         let result = guest.call_request(&mut live.store, ctx, body).await;
-        self.timed("request", started);
+        self.timed("request", started, result.is_err());
         match result {
             Ok(Ok(request)) => Ok(Requested::Ready(request)),
             Ok(Err(wit::Error::NeedsMedia(urls))) => Ok(Requested::NeedsMedia(urls)),
@@ -748,7 +748,7 @@ impl Instance {
         let guest = live.bindings.llmproxy_translator_translator();
         let result = guest.call_adapt(&mut live.store, ctx, api, body).await;
         let notes = live.store.data().stderr.contents();
-        self.timed("adapt", started);
+        self.timed("adapt", started, result.is_err());
         if notes.len() > noted && tracing::enabled!(tracing::Level::DEBUG) {
             let notes = String::from_utf8_lossy(&notes[noted..]);
             tracing::debug!(
@@ -779,7 +779,7 @@ impl Instance {
         let result = guest
             .call_response(&mut live.store, ctx, state, response)
             .await;
-        self.timed("response", started);
+        self.timed("response", started, result.is_err());
         match result {
             Ok(result) => result.map_err(|e| self.guest_error(e)),
             Err(e) => Err(self.trap("trapped in response", &e)),

@@ -19,6 +19,9 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 /// A client's trace that it does not sample.
 const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+/// Traces of a request that goes away, and of one without the key.
+const CANCELLED: &str = "11111111111111111111111111111111";
+const NO_KEY: &str = "22222222222222222222222222222222";
 
 /// An OTLP/HTTP collector: keeps each export's body and headers.
 #[derive(Clone, Default)]
@@ -208,7 +211,9 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
             .bearer_auth(KEY)
             .json(&body);
         if let Some(tp) = traceparent {
-            r = r.header("traceparent", tp);
+            r = r
+                .header("traceparent", tp)
+                .header("tracestate", "vendor=opaque-value");
         }
         async move {
             let r = r.send().await.unwrap();
@@ -229,6 +234,8 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
             r#"{"error": {"message": "bad key {auth} / {bearer_url}"}}"#.into(),
         ),
         chat_answer(COMPLETION),
+        // Never answered (request 6).
+        Reply::Hang,
     ]);
     // 1. Chat (passed through to the Chat upstream) in the client's trace.
     let sampled = format!("00-{TRACE}-{PARENT}-01");
@@ -259,13 +266,36 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
         post("/v1/chat/completions", chat.clone(), Some(bad)).await,
         200
     );
-    // 6. A stream (the fake's own answer): its span ends with the stream.
+    // 6. A client that gives up while the upstream has not answered.
+    let gave_up = http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .bearer_auth(KEY)
+        .header("traceparent", format!("00-{CANCELLED}-{PARENT}-01"))
+        .timeout(Duration::from_millis(500))
+        .json(&json!({"model": "gpt-4o", "messages": prompt}))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    // 7. A stream (the fake's own answer): its span ends with the stream.
     let mut streamed = chat;
     streamed["stream"] = json!(true);
     assert_eq!(post("/v1/chat/completions", streamed, None).await, 200);
 
+    // 8. Without the key: answered 401, its trace context not taken.
+    let r = http
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .header("traceparent", format!("00-{NO_KEY}-{PARENT}-01"))
+        .json(&json!({"model": "gpt-4o", "messages": prompt}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
     let received = up.received();
-    assert_eq!(received.len(), 6);
+    assert_eq!(received.len(), 7);
+    // The caller's tracestate goes on with its trace, and only then.
+    assert_eq!(received[0].headers["tracestate"], "vendor=opaque-value");
+    assert!(received[1].headers.get("tracestate").is_none());
     let upstream_tp: Vec<String> = received
         .iter()
         .map(|r| r.headers["traceparent"].to_str().unwrap().to_string())
@@ -291,7 +321,7 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
         .iter()
         .filter(|s| s.kind() == "SPAN_KIND_SERVER")
         .collect();
-    assert_eq!(server.len(), 5, "one span per sampled request: {spans:#?}");
+    assert_eq!(server.len(), 7, "one span per sampled request: {spans:#?}");
     let first = server
         .iter()
         .find(|s| s.trace_id() == TRACE)
@@ -354,16 +384,20 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
     // The failure: an error status, its class, and no message.
     let failed = server
         .iter()
-        .find(|s| s.attr("http.response.status_code").as_deref() != Some("200"))
+        .find(|s| s.attr("http.response.status_code").as_deref() == Some("500"))
         .unwrap();
     assert_eq!(failed.0["status"]["code"], "STATUS_CODE_ERROR");
-    assert_eq!(failed.attr("error.type").as_deref(), Some("5xx"));
+    assert_eq!(failed.attr("error.type").as_deref(), Some("500"));
+    assert_eq!(
+        failed.attr("llmproxy.upstream.error").as_deref(),
+        Some("5xx")
+    );
 
     // The malformed parent was ignored.
     assert_eq!(
         server
             .iter()
-            .filter(|s| s.trace_id() == TRACE || s.parent().is_some())
+            .filter(|s| s.trace_id() != CANCELLED && (s.trace_id() == TRACE || s.parent().is_some()))
             .count(),
         1
     );
@@ -378,6 +412,28 @@ async fn requests_are_traced_across_the_proxy_without_secrets_or_prompts() {
         Some("completed")
     );
     assert!(stream.attr("llmproxy.time_to_first_token_us").is_some());
+
+    // The request that went away: its upstream call is a span too (the
+    // upstream was told of it), ended as cancelled.
+    let gone = server.iter().find(|s| s.trace_id() == CANCELLED).unwrap();
+    assert_eq!(
+        gone.attr("http.response.status_code").as_deref(),
+        Some("499")
+    );
+    let call = spans
+        .iter()
+        .find(|s| s.parent().as_deref() == Some(gone.span_id().as_str()))
+        .unwrap();
+    assert_eq!(call.kind(), "SPAN_KIND_CLIENT");
+    assert_eq!(call.attr("error.type").as_deref(), Some("cancelled"));
+    assert!(upstream_tp[5].contains(&call.span_id()));
+    // The unauthenticated request: traced, but not in the trace it named.
+    assert!(spans.iter().all(|s| s.trace_id() != NO_KEY));
+    assert!(
+        server
+            .iter()
+            .any(|s| s.attr("http.response.status_code").as_deref() == Some("401"))
+    );
 
     // No secret in any form, and no prompt or completion text.
     let raw = collector.raw();

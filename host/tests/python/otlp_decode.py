@@ -14,7 +14,8 @@ exports = []
 for path in sys.argv[1:]:
     request = ExportTraceServiceRequest()
     with open(path, "rb") as f:
-        # Fails on bytes that are not a valid message of this type.
+        # Fails on malformed bytes; a field with an unexpected number or
+        # wire type is kept as unknown, which the tests' assertions catch.
         request.ParseFromString(f.read())
     exports.append(MessageToDict(request))
 json.dump(exports, sys.stdout)

@@ -274,9 +274,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).
 pub fn target_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+    // A relative one is taken from the workspace root, as .ci/run sets it.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
 }
 
 /// The misbehaving test translator (`host/tests/translators/hostile`),
