@@ -28,16 +28,35 @@ fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed={}", translators.display());
     println!("cargo:rerun-if-changed=src/translator/engine_config.rs");
 
-    let engine = wasmtime::Engine::new(&code_config()).map_err(|e| e.to_string())?;
+    // A cross build precompiles for the target when this wasmtime can;
+    // else the binary compiles the translators when it loads them.
+    let (target, host) = (env_var("TARGET")?, env_var("HOST")?);
+    let mut config = code_config();
+    let engine = if target == host {
+        Some(wasmtime::Engine::new(&config).map_err(|e| e.to_string())?)
+    } else {
+        config
+            .target(&target)
+            .ok()
+            .and_then(|c| wasmtime::Engine::new(c).ok())
+    };
+    if engine.is_none() {
+        println!(
+            "cargo:warning=cannot precompile the bundled translators for {target}; the binary compiles them when it starts"
+        );
+    }
     let mut generated = String::from(
         "/// Translators built from `plugins/*` (`translators/*.wasm`).\npub(crate) static BUNDLED: &[Bundled] = &[\n",
     );
     for (kind, wasm_path) in bundled(&translators)? {
         let wasm =
             fs::read(&wasm_path).map_err(|e| format!("reading {}: {e}", wasm_path.display()))?;
-        let cwasm = engine
-            .precompile_component(&wasm)
-            .map_err(|e| format!("precompiling {kind}: {e:#}"))?;
+        let cwasm = match &engine {
+            Some(engine) => engine
+                .precompile_component(&wasm)
+                .map_err(|e| format!("precompiling {kind}: {e:#}"))?,
+            None => Vec::new(),
+        };
         let wasm_out = out_dir.join(format!("{kind}.wasm"));
         let cwasm_out = out_dir.join(format!("{kind}.cwasm"));
         write_if_changed(&wasm_out, &wasm)?;

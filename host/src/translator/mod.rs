@@ -185,9 +185,11 @@ impl Runtime {
                 })?;
         let loaded = if precompiled {
             // SAFETY: `cwasm` was produced by `Engine::precompile_component`
-            // in this crate's build script, from a translator built from
-            // this repository, with the code settings of `engine_config`;
-            // wasmtime checks version and settings and refuses a mismatch.
+            // in this crate's build script, from a committed translator
+            // built from this repository's `plugins/`, with the code
+            // settings of `engine_config` (or is empty, after a cross build
+            // wasmtime could not precompile for); wasmtime checks version,
+            // target and settings and refuses a mismatch.
             #[allow(unsafe_code)]
             unsafe {
                 Component::deserialize(&self.engine, bundled.cwasm)
