@@ -81,10 +81,17 @@ impl AccessLog {
             Some(id) if acceptable_id(id) => id.to_string(),
             _ => crate::ids::request_id(),
         };
+        let mut log = AccessLog::blank(endpoint, Instant::now());
+        log.id = id;
+        log
+    }
+
+    /// A record with nothing learnt yet: no answer (499) until one is.
+    fn blank(endpoint: &'static str, started: Instant) -> AccessLog {
         AccessLog {
-            id,
+            id: String::new(),
             endpoint,
-            started: Instant::now(),
+            started,
             model: None,
             backend: None,
             stream: false,
@@ -302,29 +309,9 @@ impl AccessLog {
     /// dropped: as a 200 whose outcome the stream sets, `client_closed`
     /// until it does.
     pub fn take_for_stream(&mut self) -> AccessLog {
-        let placeholder = AccessLog {
-            id: String::new(),
-            endpoint: self.endpoint,
-            started: self.started,
-            model: None,
-            backend: None,
-            stream: false,
-            upstream: None,
-            upstream_status: None,
-            status: 0,
-            outcome: "",
-            usage: None,
-            error: None,
-            cutoff: None,
-            moved: true,
-            metrics: None,
-            glob: None,
-            first_token: None,
-            token_details: (0, 0),
-            open_stream: false,
-            upstream_error: None,
-            trace: None,
-        };
+        // Written by nobody: the stream's record is the one that counts.
+        let mut placeholder = AccessLog::blank(self.endpoint, self.started);
+        placeholder.moved = true;
         let mut log = std::mem::replace(self, placeholder);
         log.status = 200;
         log.outcome = NO_ANSWER.1;

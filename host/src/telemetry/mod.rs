@@ -443,6 +443,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_plain_tracestate_is_passed_on() {
+        assert!(acceptable_tracestate("vendor=opaque,other=t61rcWkgMzE"));
+        for bad in [
+            "",
+            "a=b\tc",
+            "a=\u{e9}",
+            "a=b\r\nx-injected: 1",
+            &"k=v,".repeat(200),
+        ] {
+            assert!(!acceptable_tracestate(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_bundled_kind_names_its_provider() {
         for kind in crate::kinds::kinds() {
             let name = provider_name(kind).unwrap_or_default();

@@ -72,6 +72,14 @@ pub(crate) fn traces_url(endpoint: &str) -> Result<reqwest::Url, ConfigError> {
     Ok(url)
 }
 
+/// The collector URL as logged: without a query, which may hold a key.
+fn shown(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 impl Exporter {
     /// Reads the headers' secrets and starts the exporter task.
     pub(crate) fn start(
@@ -113,11 +121,7 @@ impl Exporter {
         let task = Task {
             rx,
             client,
-            shown: {
-                let mut shown = url.clone();
-                shown.set_query(None);
-                shown.to_string()
-            },
+            shown: shown(&url),
             url,
             headers,
             _secrets: secrets,
@@ -411,6 +415,15 @@ mod tests {
         assert!(url("grpc://collector:4317").is_err());
         assert!(url("http://user:pw@collector:4318").is_err());
         assert!(url("collector:4318").is_err());
+    }
+
+    #[test]
+    fn the_logged_url_has_no_query() {
+        let url = traces_url("https://otlp.example/v1/traces?api_key=sk-collector-123#x");
+        assert_eq!(
+            url.map(|u| shown(&u)).ok().as_deref(),
+            Some("https://otlp.example/v1/traces")
+        );
     }
 
     #[test]
